@@ -1,0 +1,57 @@
+"""Shared fixtures. Tests never download: real data comes from the read-only local mirror.
+
+The mirror is `../shared/data` beside the repository (override with HOUSENUM_MIRROR). Tests that need it
+are skipped, with the reason shown, where it is absent.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+# Quiet TensorFlow's start-up banner in test logs; keep its errors.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _mirror_root() -> Path:
+    return Path(os.environ.get("HOUSENUM_MIRROR", REPO.parent / "shared" / "data")).resolve()
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def mirror_dir() -> Path:
+    """Root of the real-data mirror (holds svhn/ and notmnist/)."""
+    root = _mirror_root()
+    if not (root / "svhn").is_dir():
+        pytest.skip(f"real-data mirror not found at {root} (set HOUSENUM_MIRROR)")
+    return root
+
+
+@pytest.fixture(scope="session")
+def svhn_mirror(mirror_dir: Path) -> Path:
+    return mirror_dir / "svhn"
+
+
+@pytest.fixture(scope="session")
+def notmnist_mirror(mirror_dir: Path) -> Path:
+    path = mirror_dir / "notmnist"
+    if not (path / "notMNIST_small.tar.gz").is_file():
+        pytest.skip(f"notMNIST_small.tar.gz not found in {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def matlab_fixtures(svhn_mirror: Path) -> Path:
+    """Genuine MATLAB-written digitStruct.mat excerpts (test/, train/, extra/) with images 1-3."""
+    return svhn_mirror / "matlab"
