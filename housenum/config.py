@@ -1,0 +1,174 @@
+"""Settings as typed dataclasses, one per concern, each field defaulting to the study's value.
+
+Presets are functions that derive settings instead of repeating them: `seed_network()` is the study's
+network and schedule, `smoke()` a CPU run of a few seconds for tests, `improved()` our attempt to beat the
+study. The layer-sweep variants live in `housenum.sweep`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from housenum.errors import HousenumError
+
+MAX_DIGITS = 5  # the study reads numbers of 1..5 digits; longer ones are dropped in preprocessing
+NUM_DIGIT_CLASSES = 10  # digits 0..9 (SVHN stores 0 as label 10; preprocessing maps it to 0)
+BLANK = 10  # label value for a digit position past the number's length ("blank")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How SVHN photos become training arrays (see housenum.preprocess)."""
+
+    image_size: int = 32  # study: 32x32 grayscale crops
+    margin: float = 0.3  # the digits' union box grows by 30 % (15 % a side) before cropping, as Goodfellow et al.
+    max_digits: int = MAX_DIGITS  # numbers with more digits are dropped and counted
+    valid_size: float = 5684  # rows held out of train for validation (study: 5,684); a value < 1 is a fraction
+    use_extra: bool = True  # add the `extra` split to training when it is present
+    seed: int = 0  # the validation split is drawn from this seed
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The network. Defaults: the study's seed network (3 conv + LRN + max-pool, FC 128/64/16, 6 heads)."""
+
+    image_size: int = 32  # input is image_size x image_size x channels
+    channels: int = 1  # grayscale
+    conv_depths: tuple[int, ...] = (16, 32, 64)  # one conv + LRN + 2x2 max-pool block per entry
+    patch: int = 4  # conv kernel size (stride 1, SAME padding)
+    lrn_radius: int = 5  # local response normalisation: tf.nn.local_response_normalization defaults
+    lrn_bias: float = 1.0
+    lrn_alpha: float = 0.1  # study: alpha 0.1
+    lrn_beta: float = 0.75  # study: beta 0.75
+    fc_units: tuple[int, ...] = (128, 64, 16)  # hidden fully connected ReLU layers
+    keep_prob: float = 0.8  # dropout keep probability after each hidden FC layer (1.0 = no dropout)
+    batch_norm: bool = False  # batch normalisation after each conv (not in the study; `improved` uses it)
+    max_digits: int = MAX_DIGITS  # number of digit heads; the length head has max_digits + 1 classes (0..5)
+    num_classes: int = NUM_DIGIT_CLASSES  # classes per digit head
+    task: str = "sequence"  # "sequence": length + digit heads (SVHN); "single": one class head (notMNIST)
+
+    def validate(self) -> None:
+        if self.task not in ("sequence", "single"):
+            raise HousenumError(f"model task must be 'sequence' or 'single', got {self.task!r}")
+        if self.image_size < 4 or self.channels < 1:
+            raise HousenumError(f"model input must be at least 4x4x1, got {self.image_size}x{self.image_size}x{self.channels}")
+        if not 0.0 < self.keep_prob <= 1.0:
+            raise HousenumError(f"keep_prob must be in (0, 1], got {self.keep_prob}")
+        if self.image_size % (2 ** len(self.conv_depths)) != 0:
+            raise HousenumError(
+                f"image size {self.image_size} must be divisible by 2^{len(self.conv_depths)} "
+                f"for {len(self.conv_depths)} max-pool layers"
+            )
+        if any(d <= 0 for d in self.conv_depths + self.fc_units):
+            raise HousenumError(f"layer sizes must be positive, got conv {self.conv_depths} fc {self.fc_units}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The optimisation. Defaults: the study's (SGD 0.05 decaying by 0.98, batch 100, L2 5e-4)."""
+
+    steps: int = 60000  # training steps (batches)
+    batch_size: int = 100  # global batch, split evenly across replicas
+    learning_rate: float = 0.05  # initial learning rate
+    decay_rate: float = 0.98  # exponential decay: lr * decay_rate ** (step / decay_steps)
+    decay_steps: int = 1000  # steps per decay_rate factor
+    staircase: bool = False  # decay in steps rather than continuously
+    optimizer: str = "sgd"  # "sgd" (study), "momentum" (0.9) or "adam"
+    l2: float = 0.0005  # L2 penalty beta * sum(w^2)/2 over all kernels (tf.nn.l2_loss)
+    eval_every: int = 500  # validation accuracy every this many steps
+    checkpoint_every: int = 1000  # checkpoint every this many steps (an interrupted run loses at most this many)
+    eval_batch: int = 1000  # batch for evaluation and prediction
+    seed: int = 0  # weights, dropout and data order all derive from it
+
+    def validate(self) -> None:
+        if self.optimizer not in ("sgd", "momentum", "adam"):
+            raise HousenumError(f"optimizer must be sgd, momentum or adam, got {self.optimizer!r}")
+        for name in ("steps", "batch_size", "decay_steps", "eval_every", "checkpoint_every", "eval_batch"):
+            if getattr(self, name) <= 0:
+                raise HousenumError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.learning_rate <= 0 or not 0 < self.decay_rate <= 1 or self.l2 < 0:
+            raise HousenumError(
+                f"need learning_rate > 0, 0 < decay_rate <= 1, l2 >= 0; got "
+                f"{self.learning_rate}, {self.decay_rate}, {self.l2}"
+            )
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a training run needs to be rebuilt: stored beside every checkpoint and model."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def validate(self) -> "RunConfig":
+        self.model.validate()
+        self.train.validate()
+        if self.model.image_size != self.data.image_size:
+            raise HousenumError(
+                f"model input {self.model.image_size}px does not match data image size {self.data.image_size}px"
+            )
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
+        return cls(
+            model=_build(ModelConfig, d.get("model", {})),
+            train=_build(TrainConfig, d.get("train", {})),
+            data=_build(DataConfig, d.get("data", {})),
+        )
+
+
+def _build(kind, values: dict[str, Any]):
+    known = {f.name: f for f in dataclasses.fields(kind)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise HousenumError(f"unknown {kind.__name__} settings {unknown}; known: {sorted(known)}")
+    cooked = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return kind(**cooked)
+
+
+# ---------------------------------------------------------------------------------------------- presets
+def seed_network() -> RunConfig:
+    """The study's network and schedule, exactly."""
+    return RunConfig()
+
+
+def smoke(steps: int = 30) -> RunConfig:
+    """A CPU run of a few seconds: the seed network, few steps, frequent evaluation and checkpoints."""
+    base = seed_network()
+    every = max(1, steps // 3)
+    return dataclasses.replace(
+        base, train=dataclasses.replace(base.train, steps=steps, eval_every=every, checkpoint_every=every)
+    )
+
+
+def improved() -> RunConfig:
+    """Our attempt to beat the study on a CPU budget: wider convs with batch norm, a wider FC stack,
+    no 16-unit bottleneck, momentum SGD. Same data pipeline and heads, so results compare directly."""
+    base = seed_network()
+    return dataclasses.replace(
+        base,
+        model=dataclasses.replace(
+            base.model, conv_depths=(32, 64, 128), patch=3, fc_units=(512, 256), batch_norm=True, keep_prob=0.7
+        ),
+        train=dataclasses.replace(base.train, optimizer="momentum", learning_rate=0.02, decay_rate=0.9, l2=0.0001),
+    )
+
+
+PRESETS = {"seed": seed_network, "smoke": smoke, "improved": improved}
+
+
+def preset(name: str) -> RunConfig:
+    if name not in PRESETS:
+        raise HousenumError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[name]()
