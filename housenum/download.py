@@ -547,27 +547,35 @@ def _synthetic_record_path(downloads: Path) -> Path:
 
 def _generate_synthetic(archives: list[Archive], downloads: Path, n: int, seed: int,
                         notmnist_too: bool) -> dict[str, str]:
-    """Write synthetic archives into `downloads` (unless the same N and seed already did); name -> state.
+    """Write synthetic archives into `downloads` unless this N and seed already did; name -> state.
 
-    Generated in a temporary folder, then moved in, so a failure leaves no half-written archive. Refuses
-    to overwrite an archive that --synthetic did not write (a real download is too costly to lose).
+    Returns "generated" or "skipped" for each archive the generator wrote; a wanted notMNIST archive it
+    does not write is left out (fetch() decides whether that is enough). Generated in a temporary folder,
+    then moved in, so a failure leaves no half-written archive. Refuses to overwrite an archive that
+    --synthetic did not write (a real download is too costly to lose).
     """
     from housenum import synthetic  # imported here: only --synthetic needs it
 
     downloads.mkdir(parents=True, exist_ok=True)
-    wanted = {a.name for a in archives if a.group == "svhn" or notmnist_too}
+    wanted = {a.name for a in archives}
     record_path = _synthetic_record_path(downloads)
     record = _read_json(record_path) or {}
+    # One entry per archive name: the N and seed that made it and its size and mtime then, or
+    # "absent" when the generator did not write that name (notMNIST_large).
     known: dict[str, Any] = record.get("archives", {}) if isinstance(record.get("archives"), dict) else {}
 
     def ours(name: str) -> bool:
-        path = downloads / name
-        return path.is_file() and known.get(name) == _archive_stamp(path)
+        entry, path = known.get(name), downloads / name
+        return (isinstance(entry, dict) and not entry.get("absent") and path.is_file()
+                and {k: entry.get(k) for k in ("size", "mtime_ns")} == _archive_stamp(path))
 
-    previous = [name for name in wanted if name in known]
-    if record.get("n") == n and record.get("seed") == seed and record.get("notmnist") == notmnist_too \
-            and previous and all(ours(name) for name in previous):
-        return {name: "skipped" for name in previous}
+    def current(name: str) -> bool:
+        entry = known.get(name)
+        return (isinstance(entry, dict) and (entry.get("n"), entry.get("seed")) == (n, seed)
+                and (bool(entry.get("absent")) or ours(name)))
+
+    if all(current(name) for name in wanted):
+        return {name: "skipped" for name in wanted if not known[name].get("absent")}
 
     tmp = Path(tempfile.mkdtemp(dir=downloads, prefix=".tmp-synthetic-"))
     try:
@@ -576,7 +584,6 @@ def _generate_synthetic(archives: list[Archive], downloads: Path, n: int, seed: 
         if notmnist_too:
             synthetic.write_notmnist_archive(tmp, synthetic_letters_per_class(n), seed)
         made = {p.name for p in tmp.iterdir() if p.is_file()}
-        # The notMNIST generator may write only the small set; fetch() decides whether that is enough.
         absent = sorted(a.name for a in archives if a.group == "svhn" and a.name not in made)
         if absent:
             raise DataError(f"--synthetic {n}: the generator wrote no {', '.join(absent)} "
@@ -588,12 +595,14 @@ def _generate_synthetic(archives: list[Archive], downloads: Path, n: int, seed: 
                     "use another --data-dir or remove it first"
                 )
         states: dict[str, str] = {}
-        fresh: dict[str, Any] = {}
-        for name in sorted(made & wanted):
-            os.replace(tmp / name, downloads / name)
-            fresh[name] = _archive_stamp(downloads / name)
-            states[name] = "generated"
-        _write_json_atomic(record_path, {"n": n, "seed": seed, "notmnist": notmnist_too, "archives": fresh})
+        for name in sorted(wanted):
+            if name in made:
+                os.replace(tmp / name, downloads / name)
+                known[name] = {"n": n, "seed": seed, **_archive_stamp(downloads / name)}
+                states[name] = "generated"
+            else:
+                known[name] = {"n": n, "seed": seed, "absent": True}
+        _write_json_atomic(record_path, {"archives": known})
         return states
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
