@@ -44,11 +44,17 @@ def accuracy_vs_steps(history: Iterable[dict], path: Path, title: str = "validat
     return _save(fig, path)
 
 
-def histogram(values: Sequence[float], path: Path, title: str, xlabel: str, bins: int = 50) -> Path:
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.hist(values, bins=bins, color="tab:blue", alpha=0.85)
+def histograms(series: dict[str, Sequence[float]], path: Path, title: str, xlabel: str, bins: int = 60) -> Path:
+    """Overlaid histograms, one per named series (e.g. per split), as densities so sizes compare."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    values = [v for v in series.values() if len(v)]
+    top = max((float(max(v)) for v in values), default=1.0)
+    for name, v in series.items():
+        if len(v):
+            ax.hist(v, bins=bins, range=(0, top), density=True, histtype="step", lw=1.5, label=f"{name} ({len(v):,})")
     ax.set_title(title)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("images")
+    ax.set_ylabel("share of images")
     ax.grid(alpha=0.3)
+    ax.legend()
     return _save(fig, path)

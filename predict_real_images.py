@@ -1,0 +1,61 @@
+#!/usr/bin/env python3
+"""Step 5: read house numbers from your own photos (JPEG/PNG, any size; EXIF orientation honoured).
+
+Prints one line per image: path, number read, confidence (the probability the model gives to the
+whole reading). Frame the number with a little margin around it, as the training crops do.
+A file that cannot be read gets its own error line; the others are still read; the exit status is
+then 1.
+
+  python predict_real_images.py my_photos/                         # newest model under results/
+  python predict_real_images.py a.jpg b.png --model results/seed --show results/readings
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from housenum import cli
+
+
+def parse_args(argv=None):
+    p = cli.make_parser(__doc__)
+    p.add_argument("inputs", nargs="+", help="image files and/or folders of images")
+    p.add_argument("--model", default=None, help="run folder or model.keras (default: newest under --results-dir)")
+    p.add_argument("--results-dir", default="results", help="where to look for the newest model")
+    p.add_argument("--show", default=None, metavar="DIR", help="write each image with its reading drawn on it")
+    p.add_argument("--batch-size", type=int, default=64, help="photos per forward pass")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from housenum.predict import Reader, collect_paths, draw_reading, find_model, read_photos
+
+    model_path = Path(args.model) if args.model else find_model(args.results_dir)
+    reader = Reader(model_path)
+    paths = collect_paths(args.inputs)
+    if not paths:
+        print(f"error: no image files in {' '.join(args.inputs)}", file=sys.stderr)
+        return 1
+    t0 = time.perf_counter()
+    readings = read_photos(reader, paths, args.batch_size)
+    elapsed = time.perf_counter() - t0
+    failed = 0
+    for i, (path, r) in enumerate(zip(paths, readings)):
+        if r.error:
+            failed += 1
+            print(f"error: {r.path}: {r.error}", file=sys.stderr)
+            continue
+        print(f"{r.path}\t{r.text or '(no digits)'}\t{r.confidence:.3f}")
+        if args.show:
+            draw_reading(path, r, Path(args.show), i)
+    n_ok = len(readings) - failed
+    print(f"read {n_ok} of {len(readings)} image(s) with {reader.path} in {elapsed:.2f} s"
+          + (f" ({1000 * elapsed / max(n_ok, 1):.1f} ms per photo)" if n_ok else ""), file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    cli.run(main, sys.argv[1:])

@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""Step 3: train the network on preprocessed SVHN and report whole-sequence accuracy on the test set.
+
+Defaults are the study's seed network and schedule (3 conv + LRN + max-pool, FC 128/64/16 with dropout,
+length + 5 digit heads, SGD 0.05 decaying by 0.98, batch 100, L2 5e-4). Killed at any point, the same
+command resumes from the last checkpoint in results/<run-name>/.
+
+  python train_and_test_svhn_data.py                                  # seed network, data/svhn_32x32.h5
+  python train_and_test_svhn_data.py --data data/synthetic/svhn_32x32.h5 --steps 3000 --run-name synth
+  python train_and_test_svhn_data.py --preset improved --run-name improved
+  TF_CONFIG='{"cluster":{"worker":["h1:2222","h2:2222"]},"task":{"type":"worker","index":0}}' \\
+      python train_and_test_svhn_data.py --strategy multiworker       # run the same on every worker
+
+Writes results/<run-name>/: metrics.json, log.csv, tensorboard/, accuracy_vs_steps.png, checkpoints/,
+model.keras + model.json (what predict_real_images.py loads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from pathlib import Path
+
+from housenum import cli
+from housenum.config import PRESETS, RunConfig, preset
+from housenum.errors import HousenumError
+
+REFERENCES = (("the study (real SVHN test set)", 0.953), ("Goodfellow et al. 2014 (real SVHN)", 0.9603),
+              ("human operators", 0.98))
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    text = text.strip()
+    if text in ("", "none"):
+        return ()
+    try:
+        return tuple(int(t) for t in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 16,32,64, got {text!r}")
+
+
+def build_parser(base: RunConfig) -> argparse.ArgumentParser:
+    m, t = base.model, base.train
+    p = cli.make_parser(__doc__)
+    p.add_argument("--preset", choices=sorted(PRESETS), default="seed", help="starting settings; flags override")
+    g = p.add_argument_group("data and output")
+    g.add_argument("--data", default="data/svhn_32x32.h5", help="preprocessed HDF5 file (preprocess_svhn.py)")
+    g.add_argument("--results-dir", default="results", help="runs go to <results-dir>/<run-name>/")
+    g.add_argument("--run-name", default=None, help="run folder name (default: the preset's name)")
+    g.add_argument("--fresh", action="store_true", help="delete the run folder and start over instead of resuming")
+    g.add_argument("--max-train", type=int, default=0, help="use only the first N training rows (0: all)")
+    g = p.add_argument_group("network")
+    g.add_argument("--image-size", type=int, default=m.image_size, help="input side in pixels")
+    g.add_argument("--conv-depths", type=int_list, default=m.conv_depths, help="conv layer depths, e.g. 16,32,64")
+    g.add_argument("--patch", type=int, default=m.patch, help="conv kernel size")
+    g.add_argument("--lrn-alpha", type=float, default=m.lrn_alpha, help="local response normalisation alpha")
+    g.add_argument("--lrn-beta", type=float, default=m.lrn_beta, help="local response normalisation beta")
+    g.add_argument("--fc-units", type=int_list, default=m.fc_units, help="hidden fully connected layer sizes")
+    g.add_argument("--keep-prob", type=float, default=m.keep_prob, help="dropout keep probability (1: none)")
+    g.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=m.batch_norm,
+                   help="batch normalisation instead of LRN after each conv")
+    g = p.add_argument_group("training")
+    g.add_argument("--steps", type=int, default=t.steps, help="training steps")
+    g.add_argument("--batch-size", type=int, default=t.batch_size, help="global batch size")
+    g.add_argument("--learning-rate", type=float, default=t.learning_rate, help="initial learning rate")
+    g.add_argument("--decay-rate", type=float, default=t.decay_rate, help="exponential decay factor")
+    g.add_argument("--decay-steps", type=int, default=t.decay_steps, help="steps per decay factor")
+    g.add_argument("--staircase", action=argparse.BooleanOptionalAction, default=t.staircase,
+                   help="decay in whole steps of --decay-steps")
+    g.add_argument("--optimizer", choices=("sgd", "momentum", "adam"), default=t.optimizer, help="optimiser")
+    g.add_argument("--l2", type=float, default=t.l2, help="L2 penalty beta on all kernels")
+    g.add_argument("--eval-every", type=int, default=t.eval_every, help="validation accuracy every N steps")
+    g.add_argument("--checkpoint-every", type=int, default=t.checkpoint_every, help="checkpoint every N steps")
+    g.add_argument("--seed", type=int, default=t.seed, help="seed of weights, dropout and data order")
+    g.add_argument("--strategy", choices=("default", "mirrored", "multiworker"), default="default",
+                   help="tf.distribute strategy: one device, several GPUs, or several machines via TF_CONFIG")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def config_from_args(args) -> RunConfig:
+    base = preset(args.preset)
+    model = dataclasses.replace(
+        base.model, image_size=args.image_size, conv_depths=args.conv_depths, patch=args.patch,
+        lrn_alpha=args.lrn_alpha, lrn_beta=args.lrn_beta, fc_units=args.fc_units, keep_prob=args.keep_prob,
+        batch_norm=args.batch_norm,
+    )
+    train = dataclasses.replace(
+        base.train, steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
+        decay_rate=args.decay_rate, decay_steps=args.decay_steps, staircase=args.staircase,
+        optimizer=args.optimizer, l2=args.l2, eval_every=args.eval_every,
+        checkpoint_every=args.checkpoint_every, seed=args.seed,
+    )
+    data = dataclasses.replace(base.data, image_size=args.image_size)
+    return RunConfig(model=model, train=train, data=data).validate()
+
+
+def parse_args(argv=None):
+    # The preset decides the defaults the other flags show and fall back to: read it first.
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--preset", choices=sorted(PRESETS), default="seed")
+    known, _ = pre.parse_known_args(argv)
+    parser = build_parser(preset(known.preset))
+    return parser.parse_args(argv)
+
+
+def format_report(result: dict) -> str:
+    test = result["test"]
+    lines = [f"data: {result['data']}", f"steps: {result['steps']:,}   parameters: {result['parameters']:,}"]
+    if not test:
+        return "\n".join(lines + ["no test rows: nothing to report"])
+    lines += [
+        f"test whole-sequence accuracy: {test['sequence_accuracy']:.4f}  ({test['n']:,} images)",
+        f"test length accuracy:         {test['length_accuracy']:.4f}",
+        f"test per-digit accuracy:      {test['digit_accuracy']:.4f}   "
+        + "  ".join(f"{k} {v:.3f}" for k, v in test["per_position_accuracy"].items()),
+        f"coverage at 98% accuracy:     {test['coverage_at_98']:.4f}",
+        f"best validation accuracy:     {result['best_valid_accuracy']:.4f}",
+        "reference figures (measured on the real SVHN test set, not on this data unless it is real SVHN): "
+        + "; ".join(f"{name} {acc:.2%}" for name, acc in REFERENCES),
+    ]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    cfg = config_from_args(args)
+    from housenum.train import make_strategy
+
+    strategy = make_strategy(args.strategy)  # before any other TensorFlow work (multi-worker needs it first)
+    from housenum.preprocess import load_svhn
+    from housenum.train import Trainer
+
+    data = load_svhn(args.data, image_size=cfg.model.image_size)
+    if args.max_train:
+        if args.max_train < 0:
+            raise HousenumError(f"--max-train must be >= 0, got {args.max_train}")
+        data.train = (data.train[0][: args.max_train], data.train[1][: args.max_train])
+    run_dir = Path(args.results_dir) / (args.run_name or args.preset)
+    print(f"training on {data.description}\nrun folder: {run_dir}  strategy: {args.strategy} "
+          f"({strategy.num_replicas_in_sync} replica(s))", flush=True)
+    result = Trainer(cfg, data, run_dir, strategy=strategy, progress=not args.no_progress).fit(fresh=args.fresh)
+    print(format_report(result))
+    print(f"wrote {run_dir / 'metrics.json'}, {run_dir / 'model.keras'}")
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run(main, sys.argv[1:])
