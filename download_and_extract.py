@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--datasets", nargs="+", default=list(download.DEFAULT_DATASETS), metavar="NAME",
         help=f"what to fetch, space- or comma-separated: {names} "
-             "(svhn = svhn-train svhn-test svhn-extra; notmnist = notmnist-small notmnist-large)")
+             "(svhn = svhn-train svhn-test svhn-extra; notmnist = notmnist-small notmnist-large); "
+             "the default is everything the study uses")
     parser.add_argument("--data-dir", default="data", help="folder receiving downloads/, svhn/ and notmnist/")
     parser.add_argument(
         "--mirror", metavar="DIR", default=None,
@@ -50,9 +51,14 @@ def build_parser() -> argparse.ArgumentParser:
              "differ from the official files); e.g. --mirror /work/shared/data")
     parser.add_argument(
         "--synthetic", metavar="N", type=_positive_int, default=None,
-        help="instead of downloading SVHN, generate SVHN-format archives holding N synthetic numbers "
-             "(split by housenum.synthetic.split_sizes) and unpack them; with notMNIST requested and no "
-             "--mirror, a synthetic notMNIST set as well")
+        help="instead of downloading SVHN, generate SVHN-format archives (N train numbers; test and extra "
+             "sized by housenum.synthetic.split_sizes) and unpack them; with notMNIST requested and no "
+             "--mirror, also a synthetic notMNIST_small (there is no synthetic notMNIST_large: the notMNIST "
+             "step then works from the small set)")
+    parser.add_argument(
+        "--synthetic-letters", metavar="PER_CLASS", type=_positive_int,
+        default=download.SYNTHETIC_LETTERS_PER_CLASS,
+        help="letters per class A..J in the synthetic notMNIST_small (with --synthetic)")
     parser.add_argument("--seed", type=int, default=0, help="random seed for --synthetic")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return parser
@@ -62,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     summary = download.fetch(
         args.datasets, args.data_dir, mirror=args.mirror, synthetic=args.synthetic, seed=args.seed,
-        progress=not args.no_progress)
+        progress=not args.no_progress, synthetic_letters=args.synthetic_letters)
     for line in download.iter_plan_lines(summary):
         print(line)
     print(f"done: {len(summary['fetched'])} fetched, {len(summary['extracted'])} unpacked, "

@@ -545,72 +545,74 @@ def _synthetic_record_path(downloads: Path) -> Path:
     return downloads / ".synthetic.json"
 
 
-def _generate_synthetic(archives: list[Archive], downloads: Path, n: int, seed: int,
-                        notmnist_too: bool) -> dict[str, str]:
-    """Write synthetic archives into `downloads` unless this N and seed already did; name -> state.
+# Letters per class of the synthetic notMNIST set: as many as the shared mirror's notMNIST_small holds,
+# so the notMNIST step's small-set defaults (1,000 valid + 1,000 test) leave 8,000 for training.
+SYNTHETIC_LETTERS_PER_CLASS = 1000
 
-    Returns "generated" or "skipped" for each archive the generator wrote; a wanted notMNIST archive it
-    does not write is left out (fetch() decides whether that is enough). Generated in a temporary folder,
-    then moved in, so a failure leaves no half-written archive. Refuses to overwrite an archive that
-    --synthetic did not write (a real download is too costly to lose).
+
+def _generate_synthetic(archives: list[Archive], downloads: Path, n: int, seed: int,
+                        letters: int = SYNTHETIC_LETTERS_PER_CLASS, progress: bool = True) -> dict[str, str]:
+    """Write synthetic archives for `archives` into `downloads` unless these settings already did.
+
+    Returns name -> "generated" or "skipped" for each archive written now or earlier; a wanted notMNIST
+    archive the generator does not write (notMNIST_large) is left out, for fetch() to judge. Generated in a
+    temporary folder, then moved in, so a failure leaves no half-written archive. Refuses to overwrite an
+    archive that --synthetic did not write (a real download is too costly to lose).
     """
     from housenum import synthetic  # imported here: only --synthetic needs it
 
     downloads.mkdir(parents=True, exist_ok=True)
-    wanted = {a.name for a in archives}
     record_path = _synthetic_record_path(downloads)
     record = _read_json(record_path) or {}
-    # One entry per archive name: the N and seed that made it and its size and mtime then, or
-    # "absent" when the generator did not write that name (notMNIST_large).
+    # One entry per archive name: the settings that made it and its size and mtime then, or "absent"
+    # when the generator did not write that name.
     known: dict[str, Any] = record.get("archives", {}) if isinstance(record.get("archives"), dict) else {}
+    params = {"svhn": {"n": n, "seed": seed}, "notmnist": {"letters_per_class": letters, "seed": seed}}
 
     def ours(name: str) -> bool:
         entry, path = known.get(name), downloads / name
         return (isinstance(entry, dict) and not entry.get("absent") and path.is_file()
                 and {k: entry.get(k) for k in ("size", "mtime_ns")} == _archive_stamp(path))
 
-    def current(name: str) -> bool:
-        entry = known.get(name)
-        return (isinstance(entry, dict) and (entry.get("n"), entry.get("seed")) == (n, seed)
-                and (bool(entry.get("absent")) or ours(name)))
+    def current(archive: Archive) -> bool:
+        entry = known.get(archive.name)
+        return (isinstance(entry, dict) and entry.get("params") == params[archive.group]
+                and (bool(entry.get("absent")) or ours(archive.name)))
 
-    if all(current(name) for name in wanted):
-        return {name: "skipped" for name in wanted if not known[name].get("absent")}
+    stale = {a.group for a in archives if not current(a)}
+    states = {a.name: "skipped" for a in archives if a.group not in stale and not known[a.name].get("absent")}
+    if not stale:
+        return states
 
+    redo = [a for a in archives if a.group in stale]
     tmp = Path(tempfile.mkdtemp(dir=downloads, prefix=".tmp-synthetic-"))
     try:
-        if any(a.group == "svhn" for a in archives):
-            synthetic.write_svhn_archives(tmp, synthetic.split_sizes(n), seed=seed)
-        if notmnist_too:
-            synthetic.write_notmnist_archive(tmp, synthetic_letters_per_class(n), seed)
+        if "svhn" in stale:
+            synthetic.write_svhn_archives(tmp, synthetic.split_sizes(n), seed=seed, progress=progress)
+        if "notmnist" in stale:
+            synthetic.write_notmnist_archive(tmp, letters, seed)
         made = {p.name for p in tmp.iterdir() if p.is_file()}
-        absent = sorted(a.name for a in archives if a.group == "svhn" and a.name not in made)
+        absent = sorted(a.name for a in redo if a.group == "svhn" and a.name not in made)
         if absent:
             raise DataError(f"--synthetic {n}: the generator wrote no {', '.join(absent)} "
                             f"(wrote: {', '.join(sorted(made)) or 'nothing'})")
-        for name in sorted(made & wanted):
-            if (downloads / name).exists() and not ours(name):
+        for archive in redo:
+            if archive.name in made and (downloads / archive.name).exists() and not ours(archive.name):
                 raise DataError(
-                    f"--synthetic: {downloads / name} exists and was not written by --synthetic (a download?); "
-                    "use another --data-dir or remove it first"
+                    f"--synthetic: {downloads / archive.name} exists and was not written by --synthetic "
+                    "(a download?); use another --data-dir or remove it first"
                 )
-        states: dict[str, str] = {}
-        for name in sorted(wanted):
-            if name in made:
-                os.replace(tmp / name, downloads / name)
-                known[name] = {"n": n, "seed": seed, **_archive_stamp(downloads / name)}
-                states[name] = "generated"
+        for archive in redo:
+            if archive.name in made:
+                os.replace(tmp / archive.name, downloads / archive.name)
+                known[archive.name] = {"params": params[archive.group], **_archive_stamp(downloads / archive.name)}
+                states[archive.name] = "generated"
             else:
-                known[name] = {"n": n, "seed": seed, "absent": True}
+                known[archive.name] = {"params": params[archive.group], "absent": True}
         _write_json_atomic(record_path, {"archives": known})
         return states
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def synthetic_letters_per_class(n: int) -> int:
-    """Letters per class for a synthetic notMNIST set that goes with N synthetic numbers (at least 10)."""
-    return max(10, n // 10)
 
 
 def _official_or_error(archive: Archive, path: Path) -> None:
@@ -632,19 +634,22 @@ def fetch(
     synthetic: int | None = None,
     seed: int = 0,
     progress: bool = True,
+    synthetic_letters: int = SYNTHETIC_LETTERS_PER_CLASS,
     settings: DownloadSettings | None = None,
 ) -> dict[str, Any]:
     """Fetch and unpack `datasets` into `data_dir`; return a summary of what was done.
 
     datasets: keys of ARCHIVES or names in GROUPS. mirror: take archives from this folder (or its svhn/,
     notmnist/ subfolders) instead of downloading. synthetic: generate N synthetic SVHN numbers instead of
-    downloading SVHN (and a synthetic notMNIST set when notMNIST is wanted and no mirror is given).
+    downloading SVHN (and a synthetic notMNIST_small of `synthetic_letters` per letter when notMNIST is
+    wanted and no mirror is given; there is no synthetic notMNIST_large).
 
     Returns {"data_dir", "archives": [{"dataset", "name", "source", "path", "fetch", "extract",
     "folder"}...], "fetched", "extracted", "skipped", "missing", "notes"}.
     """
-    if synthetic is not None and (isinstance(synthetic, bool) or not isinstance(synthetic, int) or synthetic < 1):
-        raise DataError(f"--synthetic: expected a positive number of synthetic numbers, got {synthetic!r}")
+    for flag, value in (("--synthetic", synthetic), ("--synthetic-letters", synthetic_letters)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise DataError(f"{flag}: expected a positive whole number, got {value!r}")
     archives = resolve_datasets(datasets)
     data_dir = Path(data_dir)
     downloads = downloads_dir(data_dir)
@@ -679,8 +684,7 @@ def fetch(
     synthetic_archives = [a for a, how, _ in plan if how == "synthetic"]
     generated: dict[str, str] = {}
     if synthetic_archives:
-        notmnist_too = any(a.group == "notmnist" for a in synthetic_archives)
-        generated = _generate_synthetic(synthetic_archives, downloads, synthetic, seed, notmnist_too)
+        generated = _generate_synthetic(synthetic_archives, downloads, synthetic, seed, synthetic_letters, progress)
         for archive in [a for a in synthetic_archives if a.name not in generated]:
             small = ARCHIVES["notmnist-small"].name
             if archive.key == "notmnist-large" and small in generated:

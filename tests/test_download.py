@@ -481,7 +481,7 @@ class _FakeSynthetic:
     def split_sizes(self, n: int) -> dict[str, int]:
         return {"train": n - 2 * (n // 4), "test": n // 4, "extra": n // 4}
 
-    def write_svhn_archives(self, out_dir, sizes, seed=0):
+    def write_svhn_archives(self, out_dir, sizes, seed=0, progress=True):
         self.calls.append(("svhn", dict(sizes), seed))
         for split, count in sizes.items():
             Path(out_dir, f"{split}.tar.gz").write_bytes(make_tar_gz(svhn_split(split, seed, n_png=count)))
@@ -503,14 +503,20 @@ def fake_synthetic(monkeypatch):
 
 
 def test_synthetic_generates_unpacks_and_skips_when_unchanged(fake_synthetic, tmp_path):
-    summary = download.fetch(["svhn", "notmnist"], tmp_path, synthetic=8, seed=3, progress=False)
-    assert fake_synthetic.calls == [("svhn", {"train": 4, "test": 2, "extra": 2}, 3), ("notmnist", 10, 3)]
+    summary = download.fetch(["svhn", "notmnist"], tmp_path, synthetic=8, seed=3, synthetic_letters=3,
+                             progress=False)
+    assert fake_synthetic.calls == [("svhn", {"train": 4, "test": 2, "extra": 2}, 3), ("notmnist", 3, 3)]
     assert summary["fetched"] == ["train.tar.gz", "test.tar.gz", "extra.tar.gz", "notMNIST_small.tar.gz"]
     assert summary["missing"] == ["notMNIST_large.tar.gz"]
     assert sorted(p.name for p in (tmp_path / "svhn" / "train").glob("*.png")) == ["1.png", "2.png", "3.png", "4.png"]
-    assert (tmp_path / "notmnist" / "notMNIST_small" / "J" / "9.png").is_file()
-    again = download.fetch(["svhn", "notmnist"], tmp_path, synthetic=8, seed=3, progress=False)
+    assert (tmp_path / "notmnist" / "notMNIST_small" / "J" / "2.png").is_file()
+    again = download.fetch(["svhn", "notmnist"], tmp_path, synthetic=8, seed=3, synthetic_letters=3,
+                           progress=False)
     assert len(fake_synthetic.calls) == 2 and again["extracted"] == [] and len(again["skipped"]) == 4
+    # Changing only the letters per class remakes only notMNIST.
+    letters = download.fetch(["svhn", "notmnist"], tmp_path, synthetic=8, seed=3, synthetic_letters=4,
+                             progress=False)
+    assert fake_synthetic.calls[2:] == [("notmnist", 4, 3)] and letters["fetched"] == ["notMNIST_small.tar.gz"]
     # A new seed regenerates and unpacks again; an official-looking run then refuses the synthetic files.
     third = download.fetch(["svhn-test"], tmp_path, synthetic=8, seed=4, progress=False)
     assert third["extracted"] == ["test.tar.gz"] and leftovers(tmp_path) == []
@@ -542,3 +548,20 @@ def test_synthetic_svhn_with_notmnist_from_mirror(fake_synthetic, tmp_path):
     assert [c[0] for c in fake_synthetic.calls] == ["svhn"]
     assert (data / "notmnist" / "notMNIST_small" / "J" / "m.png").read_bytes() == b"mirror"
     assert summary["missing"] == ["notMNIST_large.tar.gz"]
+
+
+def test_synthetic_end_to_end_with_the_real_generator(tmp_path):
+    pytest.importorskip("housenum.synthetic")
+    summary = download.fetch(["svhn-test", "notmnist"], tmp_path, synthetic=4, seed=0, synthetic_letters=2,
+                             progress=False)
+    assert summary["fetched"] == ["test.tar.gz", "notMNIST_small.tar.gz"]
+    assert summary["missing"] == ["notMNIST_large.tar.gz"]
+    test = download.svhn_dir(tmp_path) / "test"
+    assert (test / "digitStruct.mat").is_file() and (test / "see_bboxes.m").is_file()
+    assert (test / "1.png").is_file()
+    small = download.notmnist_dir(tmp_path) / "notMNIST_small"
+    assert sorted(p.name for p in small.iterdir()) == list("ABCDEFGHIJ")
+    assert not (tmp_path / "downloads" / "train.tar.gz").exists()  # generated, but not asked for
+    again = download.fetch(["svhn-test", "notmnist"], tmp_path, synthetic=4, seed=0, synthetic_letters=2,
+                           progress=False)
+    assert again["fetched"] == again["extracted"] == [] and leftovers(tmp_path) == []
