@@ -359,6 +359,8 @@ def test_mirror_missing_archive_fails_before_unpacking_anything(tmp_path):
     with pytest.raises(DataError, match=rf"train\.tar\.gz not found \(searched {mirror}, {mirror}/svhn, {mirror}/notmnist\)"):
         download.fetch(["svhn-test", "svhn-train"], tmp_path / "data", mirror=mirror, progress=False)
     assert not (tmp_path / "data" / "svhn").exists()
+    with pytest.raises(DataError, match=r"--mirror: .*nowhere is not a folder"):
+        download.fetch(["svhn-test"], tmp_path / "data", mirror=tmp_path / "nowhere", progress=False)
 
 
 def test_changed_mirror_archive_is_unpacked_again(tmp_path):
