@@ -1,0 +1,238 @@
+"""housenum.synthetic: reproducible SVHN-format archives, label statistics, notMNIST-style letters."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import stats as scipy_stats
+
+from housenum import synthetic
+from housenum.digitstruct import FIELDS, read_digitstruct
+from housenum.errors import DataError
+
+SIZES = {"train": 12, "test": 3, "extra": 2}  # train >= 8 so that workers=2 really uses the process pool
+
+
+@pytest.fixture(scope="module")
+def archives(tmp_path_factory) -> dict[str, Path]:
+    """Seed 5 with one worker and with two, and seed 6: the folders holding each set of archives."""
+    root = tmp_path_factory.mktemp("synthetic")
+    made = {}
+    for key, seed, workers in (("w1", 5, 1), ("w2", 5, 2), ("seed6", 6, 1)):
+        paths = synthetic.write_svhn_archives(root / key, SIZES, seed=seed, workers=workers, progress=False)
+        assert [p.name for p in paths] == ["train.tar.gz", "test.tar.gz", "extra.tar.gz"]
+        made[key] = root / key
+    return made
+
+
+def _extract(archive: Path, dest: Path) -> Path:
+    with tarfile.open(archive) as tar:
+        tar.extractall(dest, filter="data")
+    return dest
+
+
+def test_same_seed_same_bytes_different_seed_differs(archives):
+    for split in SIZES:
+        same = (archives["w1"] / f"{split}.tar.gz").read_bytes()
+        assert same == (archives["w2"] / f"{split}.tar.gz").read_bytes(), f"{split}: workers changed the bytes"
+        assert same != (archives["seed6"] / f"{split}.tar.gz").read_bytes(), f"{split}: seed had no effect"
+    # nothing else (temporary folders) left beside the archives
+    assert sorted(p.name for p in archives["w1"].iterdir()) == ["extra.tar.gz", "test.tar.gz", "train.tar.gz"]
+
+
+def test_same_seed_same_bytes_on_a_second_run(archives, tmp_path):
+    again = synthetic.write_svhn_archives(tmp_path, {"test": 3}, seed=5, workers=1, progress=False)
+    assert again[0].read_bytes() == (archives["w1"] / "test.tar.gz").read_bytes()
+
+
+def test_archive_layout_is_official_and_reproducible(archives):
+    path = archives["w1"] / "train.tar.gz"
+    raw = path.read_bytes()
+    assert raw[:3] == b"\x1f\x8b\x08" and raw[4:8] == b"\0\0\0\0", "gzip header must carry mtime 0"
+    assert raw[3] & 0x08 == 0, "gzip header must not carry a file name"
+    with tarfile.open(path) as tar:
+        members = tar.getmembers()
+    names = [m.name for m in members]
+    n = SIZES["train"]
+    assert names == ["train", "train/digitStruct.mat"] + [f"train/{i}.png" for i in range(1, n + 1)] + ["train/see_bboxes.m"]
+    assert members[0].isdir() and all(m.isfile() for m in members[1:])
+    assert {(m.mtime, m.uid, m.gid) for m in members} == {(synthetic.FIXED_MTIME, 0, 0)}
+    assert members[0].mode == 0o755 and {m.mode for m in members[1:]} == {0o644}
+
+
+def test_round_trip_labels_and_images(archives, tmp_path):
+    for split, n in SIZES.items():
+        folder = _extract(archives["w1"] / f"{split}.tar.gz", tmp_path) / split
+        fast = read_digitstruct(folder / "digitStruct.mat", method="fast")
+        ref = read_digitstruct(folder / "digitStruct.mat", method="reference")
+        assert fast.names == ref.names == [f"{i}.png" for i in range(1, n + 1)]
+        np.testing.assert_array_equal(fast.offsets, ref.offsets)
+        np.testing.assert_array_equal(fast.boxes, ref.boxes)
+        assert (folder / "see_bboxes.m").read_text().startswith("load digitStruct.mat")
+        lengths = fast.lengths()
+        assert lengths.min() >= 1 and lengths.max() <= 5
+        for i, name in enumerate(fast.names):
+            _, boxes = fast.record(i)
+            with Image.open(folder / name) as im:
+                assert im.format == "PNG" and im.mode == "RGB"
+                w, h = im.size
+            label, left, top, bw, bh = boxes.T
+            assert np.all((label >= 1) & (label <= 10)) and np.all(label == np.round(label))
+            assert np.all(bw >= 1) and np.all(bh >= 1)
+            assert np.all(left >= 0) and np.all(top >= 0), f"{split}/{name}: box outside the image"
+            assert np.all(left + bw <= w) and np.all(top + bh <= h), f"{split}/{name}: box outside the image"
+            union_w = (left + bw).max() - left.min()
+            union_h = (top + bh).max() - top.min()
+            assert union_w * union_h < w * h, f"{split}/{name}: union box fills the image ({w}x{h})"
+
+
+def test_write_svhn_split_folder(tmp_path):
+    folder = synthetic.write_svhn_split(tmp_path, "extra", 3, seed=1, workers=1, progress=False)
+    assert folder == tmp_path / "extra"
+    assert sorted(p.name for p in folder.iterdir()) == ["1.png", "2.png", "3.png", "digitStruct.mat", "see_bboxes.m"]
+    assert [p.name for p in tmp_path.iterdir()] == ["extra"]  # no temporary folder left behind
+    # written again: replaced whole, same bytes
+    before = (folder / "2.png").read_bytes()
+    synthetic.write_svhn_split(tmp_path, "extra", 3, seed=1, workers=1, progress=False)
+    assert (folder / "2.png").read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["extra"]
+
+
+def test_render_number_boxes():
+    rng = np.random.default_rng(0)
+    img, boxes = synthetic.render_number([1, 0, 7], rng)
+    assert img.mode == "RGB" and boxes.shape == (3, len(FIELDS)) and boxes.dtype == np.float64
+    assert boxes[:, 0].tolist() == [1, 10, 7], "digit 0 is label 10, boxes run left to right"
+    assert np.all(np.diff(boxes[:, 1] + boxes[:, 3] / 2) > 0), "box centres must run left to right"
+    again, boxes2 = synthetic.render_number([1, 0, 7], np.random.default_rng(0))
+    assert again.tobytes() == img.tobytes() and np.array_equal(boxes, boxes2)
+
+
+def test_length_distribution_matches_real_labels():
+    stats = json.loads(synthetic.STATS_PATH.read_text())
+    counts = np.array([stats["length_counts"][str(L)] for L in range(1, 6)], dtype=float)
+    n = 600
+    lengths = np.array([len(synthetic.sample_digits(synthetic.image_rng(0, "lengths", i))) for i in range(n)])
+    assert lengths.min() >= 1 and lengths.max() <= 5
+    # Lengths 4 and 5 pooled: 5-digit numbers are too rare (11 of 46,470) for a chi-square cell of their own.
+    observed = np.bincount(lengths, minlength=6)[1:]
+    observed = np.r_[observed[:3], observed[3:].sum()]
+    expected = np.r_[counts[:3], counts[3:].sum()] / counts.sum() * n
+    assert scipy_stats.chisquare(observed, expected).pvalue > 1e-3, (observed, expected.round(1))
+
+
+def test_digits_uniform_and_six_digit_share():
+    digits = np.concatenate([synthetic.sample_digits(synthetic.image_rng(1, "digits", i)) for i in range(400)])
+    assert scipy_stats.chisquare(np.bincount(digits, minlength=10)).pvalue > 1e-3
+    cfg = synthetic.SyntheticConfig(six_digit_share=0.5)
+    lengths = [len(synthetic.sample_digits(synthetic.image_rng(1, "six", i), cfg)) for i in range(60)]
+    assert 6 in lengths and max(lengths) == 6
+    img, boxes = synthetic.render_number([1, 2, 3, 4, 5, 6], np.random.default_rng(1), cfg)
+    assert len(boxes) == 6
+
+
+def test_box_geometry_follows_real_statistics():
+    """Medians of the rendered boxes' width/height and neighbour gaps are near the real ones."""
+    stats = json.loads(synthetic.STATS_PATH.read_text())
+    median = stats["quantile_levels"].index(0.5)
+    real_aspect = np.median([stats["per_length"][k]["aspect"][median] for k in ("1", "2", "3")])
+    real_gap = stats["per_length"]["2"]["gap"][median]
+    aspects, gaps, heights = [], [], []
+    for i in range(150):
+        rng = synthetic.image_rng(2, "geometry", i)
+        _, b = synthetic.render_number(synthetic.sample_digits(rng), rng)
+        aspects += list(b[:, 3] / b[:, 4])
+        heights.append(b[:, 4].mean())
+        gaps += list((b[1:, 1] - (b[:-1, 1] + b[:-1, 3])) / b[:-1, 4])
+    assert abs(np.median(aspects) - real_aspect) < 0.06, (np.median(aspects), real_aspect)
+    assert abs(np.median(gaps) - real_gap) < 0.06, (np.median(gaps), real_gap)
+    assert abs(np.median(heights) - stats["per_length"]["2"]["height"][median]) < 6
+
+
+def test_notmnist_folder(tmp_path):
+    folder = synthetic.write_notmnist_folder(tmp_path, per_class=4, seed=0, corrupt=1, empty=1)
+    assert folder == tmp_path / "notMNIST_small"
+    assert sorted(p.name for p in folder.iterdir()) == list("ABCDEFGHIJ")
+    readable, corrupt, empty = 0, 0, 0
+    for letter in "ABCDEFGHIJ":
+        ok = 0
+        for png in sorted((folder / letter).iterdir()):
+            assert png.suffix == ".png"
+            if png.stat().st_size == 0:
+                empty += 1
+                continue
+            try:
+                with Image.open(png) as im:
+                    im.load()
+                    assert im.size == (28, 28) and im.mode == "L"
+                ok += 1
+            except OSError:
+                corrupt += 1
+        assert ok == 4, f"class {letter}: {ok} readable images, expected 4"
+        readable += ok
+    assert (readable, corrupt, empty) == (40, 1, 1)
+
+
+def test_notmnist_archive_reproducible(tmp_path):
+    a = synthetic.write_notmnist_archive(tmp_path / "a", per_class=2, seed=3)
+    b = synthetic.write_notmnist_archive(tmp_path / "b", per_class=2, seed=3)
+    assert a.name == "notMNIST_small.tar.gz" and a.read_bytes() == b.read_bytes()
+    with tarfile.open(a) as tar:
+        names = tar.getnames()
+    assert names[:2] == ["notMNIST_small", "notMNIST_small/A"]
+    assert sum(n.endswith(".png") for n in names) == 22  # 20 letters + 1 corrupt + 1 empty
+
+
+def test_split_sizes_and_input_errors(tmp_path):
+    assert synthetic.split_sizes(100) == {"train": 100, "test": 25, "extra": 10}
+    assert synthetic.split_sizes(1) == {"train": 1, "test": 1, "extra": 1}
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(DataError, match="expected a positive"):
+            synthetic.split_sizes(bad)
+    with pytest.raises(DataError, match=r"sizes\['train'\]: expected an integer >= 1, got 0"):
+        synthetic.write_svhn_archives(tmp_path, {"train": 0})
+    with pytest.raises(DataError, match="seed"):
+        synthetic.write_svhn_archives(tmp_path, {"train": 1}, seed=-1)
+    with pytest.raises(ValueError, match="digits"):
+        synthetic.render_number([1, 12], np.random.default_rng(0))
+    with pytest.raises(DataError, match="font 'NoSuchFont.ttf'"):
+        synthetic.render_number([1], np.random.default_rng(0), synthetic.SyntheticConfig(fonts=("NoSuchFont.ttf",)))
+    with pytest.raises(DataError, match="not found"):
+        synthetic.render_number([1], np.random.default_rng(0),
+                                synthetic.SyntheticConfig(stats_path=str(tmp_path / "none.json")))
+    with pytest.raises(ValueError, match="max_length"):
+        synthetic.SyntheticConfig(max_length=7)
+    assert list(tmp_path.iterdir()) == []  # failed calls leave nothing behind
+
+
+def test_fit_label_stats_on_matlab_excerpt(matlab_fixtures):
+    stats = synthetic.fit_label_stats([matlab_fixtures / "train" / "digitStruct.mat"])
+    assert sum(stats["length_counts"].values()) == 39
+    assert set(stats["aspect_by_label"]) == {str(k) for k in range(1, 11)} or len(stats["aspect_by_label"]) <= 10
+    first = next(iter(stats["per_length"].values()))
+    assert len(first["height"]) == len(synthetic.QUANTILE_LEVELS)
+
+
+def test_bundled_stats_are_what_fit_stats_writes(svhn_mirror, tmp_path):
+    """The committed JSON is exactly the output of `python -m housenum.synthetic --fit-stats <mirror>`."""
+    if not (svhn_mirror / "train.tar.gz").is_file() or not (svhn_mirror / "test.tar.gz").is_file():
+        pytest.skip(f"train.tar.gz / test.tar.gz not in {svhn_mirror}")
+    out = tmp_path / "stats.json"
+    assert synthetic.main(["--fit-stats", str(svhn_mirror), "--out", str(out)]) == 0
+    assert out.read_text() == synthetic.STATS_PATH.read_text()
+    stats = json.loads(out.read_text())
+    assert sum(stats["length_counts"].values()) == 33402 + 13068
+    assert out.stat().st_size < 10_000
+
+
+def test_contact_sheet_cli(tmp_path):
+    out = tmp_path / "sheet.png"
+    assert synthetic.main(["--contact-sheet", str(out), "--count", "3"]) == 0
+    with Image.open(out) as im:
+        assert im.mode == "RGB" and im.width > 100
+    assert [p.name for p in tmp_path.iterdir()] == ["sheet.png"]
