@@ -17,8 +17,8 @@ import hashlib
 import json
 import multiprocessing
 import os
-import tempfile
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -421,10 +421,12 @@ def pixel_stats(pixels: np.ndarray) -> tuple[float, float]:
 
 
 def _atomic_target(path: Path) -> Path:
+    """A fresh temporary name beside `path` (same file system, so os.replace is atomic).
+
+    Not tempfile.mkstemp: its 0600 mode would stick to the renamed file; this one follows the umask.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
 
 
 def write_notmnist_h5(

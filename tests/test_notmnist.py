@@ -61,11 +61,12 @@ def _png(path: Path, pixels: np.ndarray) -> None:
     Image.fromarray(pixels.astype(np.uint8), mode="L").save(path)
 
 
-def make_damaged_folder(root: Path, per_class: int = 6, seed: int = 0) -> Path:
-    """<root>/notMNIST_small/A..J with `per_class` good PNGs each, plus, exactly:
+def make_damaged_folder(root: Path, per_class: int = 6, seed: int = 0, name: str = "notMNIST_small",
+                        damage: bool = True) -> Path:
+    """<root>/<name>/A..J with `per_class` good PNGs each, plus (damage=True), exactly:
     one corrupt PNG in B, one empty file in C, one 32x32 PNG in D (all three must be skipped)."""
     rng = np.random.default_rng(seed)
-    folder = root / "notMNIST_small"
+    folder = root / name
     for label, letter in enumerate(LETTERS):
         d = folder / letter
         d.mkdir(parents=True)
@@ -74,6 +75,8 @@ def make_damaged_folder(root: Path, per_class: int = 6, seed: int = 0) -> Path:
             img = rng.integers(0, 60, size=(28, 28))
             img[:, 2 * label : 2 * label + 3] = 255
             _png(d / f"{i:03d}.png", img)
+    if not damage:
+        return root
     good = (folder / "B" / "000.png").read_bytes()
     (folder / "B" / "zz_corrupt.png").write_bytes(good[: len(good) // 2])  # truncated PNG
     (folder / "C" / "zz_empty.png").write_bytes(b"")
@@ -244,22 +247,20 @@ def test_damaged_folder_parallel_read_matches_serial(damaged_root, monkeypatch):
     assert serial.skipped == parallel.skipped
 
 
-def test_synthetic_module_folder_if_available(tmp_path):
-    """The synthetic-data engineer's generator, where it has landed: its damaged files are skipped."""
-    synthetic = pytest.importorskip("housenum.synthetic")
-    if not hasattr(synthetic, "write_notmnist_folder"):
-        pytest.skip("housenum.synthetic.write_notmnist_folder not available yet")
-    folder = Path(synthetic.write_notmnist_folder(tmp_path, per_class=5, seed=0, name="notMNIST_small",
-                                                  corrupt=1, empty=1))
-    if folder.name != "notMNIST_small":
-        folder = folder / "notMNIST_small"
+def test_synthetic_generator_folder_skip_counts_are_exact(tmp_path):
+    """housenum.synthetic's notMNIST-style folder: its truncated and zero-byte PNGs are skipped, counted."""
+    from housenum.synthetic import write_notmnist_folder
+
+    folder = write_notmnist_folder(tmp_path, per_class=5, seed=0, name="notMNIST_small", corrupt=2, empty=3)
     letters = read_letter_folder(folder)
-    reasons: dict[str, int] = {}
+    assert letters.files == 55
+    assert letters.class_counts() == {c: 5 for c in LETTERS}  # per_class readable letters each
+    totals: dict[str, int] = {}
     for per in letters.skipped.values():
         for reason, n in per.items():
-            reasons[reason] = reasons.get(reason, 0) + n
-    assert reasons == {"unreadable": 1, "empty": 1}
-    assert letters.files - len(letters.labels) == 2
+            totals[reason] = totals.get(reason, 0) + n
+    assert totals == {"unreadable": 2, "empty": 3}
+    assert letters.skipped_total == 5
 
 
 def test_damaged_folder_end_to_end(damaged_root, tmp_path):
@@ -268,6 +269,27 @@ def test_damaged_folder_end_to_end(damaged_root, tmp_path):
     assert {n: s["splits"][n]["images"] for n in ("train", "valid", "test")} == {"train": 40, "valid": 10, "test": 10}
     assert s["folders"]["notMNIST_small"]["skipped_total"] == 3
     assert "skipped files in notMNIST_small: 3 of 63" in format_summary(s)
+
+
+def test_large_and_small_give_the_study_split(tmp_path):
+    root = make_damaged_folder(tmp_path / "data", per_class=6)  # small: 60 readable
+    make_damaged_folder(root, per_class=9, seed=1, name="notMNIST_large", damage=False)  # large: 90
+    s = preprocess_notmnist(NotMnistSettings(data_dir=root, output=tmp_path / "o.h5", results_dir=tmp_path,
+                                             train_size=70, valid_size=20, test_size=30, progress=False))
+    assert s["source"] == "notMNIST_large + notMNIST_small"
+    assert {n: s["splits"][n]["drawn_from"] for n in ("train", "valid", "test")} == {
+        "train": "notMNIST_large", "valid": "notMNIST_large", "test": "notMNIST_small"}
+    assert {n: s["splits"][n]["images"] for n in ("train", "valid", "test")} == {"train": 70, "valid": 20, "test": 30}
+    assert set(s["folders"]) == {"notMNIST_large", "notMNIST_small"}
+    large = read_letter_folder(root / "notMNIST_large")
+    small = read_letter_folder(root / "notMNIST_small")
+    data = load_notmnist(tmp_path / "o.h5")
+    as_pixels = {n: np.round(data[n][0][..., 0] * 255 + 127.5).astype(np.uint8) for n in data}
+    assert set(pixel_hashes(as_pixels["train"])) <= set(pixel_hashes(large.images))
+    assert set(pixel_hashes(as_pixels["test"])) <= set(pixel_hashes(small.images))
+    # the study's defaults (200,000 / 10,000) cannot come from this tiny large folder
+    with pytest.raises(DataError, match=r"--valid-size 10,000 \+ --train-size 200,000 = 210,000 .*notMNIST_large, which holds 90"):
+        preprocess_notmnist(NotMnistSettings(data_dir=root, output=tmp_path / "p.h5", progress=False))
 
 
 # -------------------------------------------------------------------------------------------- errors
