@@ -156,72 +156,94 @@ def _ref_name(k: int) -> str:
             return out
 
 
-def _string_attr(obj: h5py.HLObject, name: str, value: str) -> None:
-    """A scalar ASCII, null-terminated fixed-length string attribute, the type MATLAB writes."""
-    raw = value.encode("ascii")
-    tid = h5py.h5t.C_S1.copy()
-    tid.set_size(len(raw))
-    tid.set_strpad(h5py.h5t.STR_NULLTERM)
-    aid = h5py.h5a.create(obj.id, name.encode("ascii"), tid, h5py.h5s.create(h5py.h5s.SCALAR))
-    aid.write(np.array(raw, dtype=f"S{len(raw)}"), mtype=tid)
+class _LowLevelWriter:
+    """Creates the objects through h5py's low-level API: the high-level wrappers cost more per object
+    than HDF5 itself, and a digitStruct holds hundreds of thousands of tiny objects."""
 
+    def __init__(self, f: h5py.File) -> None:
+        self.scalar = h5py.h5s.create(h5py.h5s.SCALAR)
+        self.one_by_one = h5py.h5s.create_simple((1, 1))
+        self.compact, self.contiguous = h5py.h5p.create(h5py.h5p.DATASET_CREATE), h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        self.compact.set_layout(h5py.h5d.COMPACT)
+        for dcpl in (self.compact, self.contiguous):
+            dcpl.set_obj_track_times(False)  # no timestamps: the same input must give the same bytes
+        self.strings: dict[str, tuple[h5py.h5t.TypeID, np.ndarray]] = {}
+        self.fields_type = h5py.h5t.py_create(h5py.vlen_dtype(np.dtype("S1")), logical=True)
 
-def _fields_attr(obj: h5py.HLObject, fields: Sequence[str]) -> None:
-    """MATLAB_fields: the struct's field names as variable-length arrays of single characters."""
-    dt = h5py.vlen_dtype(np.dtype("S1"))
-    value = np.empty(len(fields), dtype=object)
-    for j, field in enumerate(fields):
-        value[j] = np.frombuffer(field.encode("ascii"), dtype="S1")
-    obj.attrs.create("MATLAB_fields", value, dtype=dt)
+    def dataset(self, loc: h5py.h5g.GroupID, name: str, data: np.ndarray, ftype: h5py.h5t.TypeID) -> h5py.h5d.DatasetID:
+        space = self.one_by_one if data.shape == (1, 1) else h5py.h5s.create_simple(data.shape)
+        dcpl = self.compact if data.nbytes <= _COMPACT_MAX_BYTES else self.contiguous
+        dsid = h5py.h5d.create(loc, name.encode("ascii"), ftype, space, dcpl=dcpl)
+        dsid.write(h5py.h5s.ALL, h5py.h5s.ALL, data)
+        return dsid
 
+    def double(self, loc: h5py.h5g.GroupID, name: str, value: float) -> h5py.h5d.DatasetID:
+        dsid = self.dataset(loc, name, np.array([[value]], dtype=np.float64), h5py.h5t.IEEE_F64LE)
+        self.string_attr(dsid, "MATLAB_class", "double")
+        return dsid
 
-def _dataset(group: h5py.Group, name: str, data: np.ndarray) -> h5py.Dataset:
-    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
-    if data.nbytes <= _COMPACT_MAX_BYTES:
-        dcpl.set_layout(h5py.h5d.COMPACT)
-    # No timestamps: the same input must give the same bytes.
-    return group.create_dataset(name, data=data, track_times=False, dcpl=dcpl)
+    def refs(self, loc: h5py.h5g.GroupID, name: str, targets: Sequence) -> h5py.h5d.DatasetID:
+        refs = np.array([h5py.h5r.create(t, b".", h5py.h5r.OBJECT) for t in targets], dtype=h5py.ref_dtype)
+        return self.dataset(loc, name, refs.reshape(-1, 1), h5py.h5t.STD_REF_OBJ)
 
+    def string_attr(self, obj, name: str, value: str) -> None:
+        """A scalar ASCII, null-terminated fixed-length string attribute, the type MATLAB writes."""
+        if value not in self.strings:
+            raw = value.encode("ascii")
+            tid = h5py.h5t.C_S1.copy()
+            tid.set_size(len(raw))
+            tid.set_strpad(h5py.h5t.STR_NULLTERM)
+            self.strings[value] = (tid, np.array(raw, dtype=f"S{len(raw)}"))
+        tid, data = self.strings[value]
+        h5py.h5a.create(obj, name.encode("ascii"), tid, self.scalar).write(data, mtype=tid)
 
-def _double(group: h5py.Group, name: str, value: float) -> h5py.Dataset:
-    ds = _dataset(group, name, np.array([[value]], dtype=np.float64))
-    _string_attr(ds, "MATLAB_class", "double")
-    return ds
+    def number_attr(self, obj, name: str, value: np.generic) -> None:
+        data = np.array(value)
+        tid = h5py.h5t.py_create(data.dtype)
+        h5py.h5a.create(obj, name.encode("ascii"), tid, self.scalar).write(data, mtype=tid)
+
+    def fields_attr(self, obj, fields: Sequence[str]) -> None:
+        """MATLAB_fields: the struct's field names as variable-length arrays of single characters."""
+        value = np.empty(len(fields), dtype=h5py.vlen_dtype(np.dtype("S1")))
+        for j, field in enumerate(fields):
+            value[j] = np.frombuffer(field.encode("ascii"), dtype="S1")
+        space = h5py.h5s.create_simple((len(fields),))
+        h5py.h5a.create(obj, b"MATLAB_fields", self.fields_type, space).write(value)
 
 
 def _write_hdf5(tmp: Path, records: list[tuple[np.ndarray, np.ndarray]]) -> None:
     counter = iter(range(1, 1 << 62))
     with h5py.File(tmp, "w", libver="earliest", userblock_size=_USERBLOCK, track_order=False) as f:
-        refs = f.create_group("#refs#")
+        w = _LowLevelWriter(f)
+        refs = h5py.h5g.create(f.id, b"#refs#")
         # MATLAB's placeholder for empty values, present in every file it saves with references.
-        empty = _dataset(refs, "a", np.zeros(2, dtype=np.uint64))
-        _string_attr(empty, "MATLAB_class", "canonical empty")
-        empty.attrs.create("MATLAB_empty", np.uint8(1))
-        top = f.create_group("digitStruct")
-        _string_attr(top, "MATLAB_class", "struct")
-        _fields_attr(top, ("name", "bbox"))
+        empty = w.dataset(refs, "a", np.zeros(2, dtype=np.uint64), h5py.h5t.STD_U64LE)
+        w.string_attr(empty, "MATLAB_class", "canonical empty")
+        w.number_attr(empty, "MATLAB_empty", np.uint8(1))
+        top = h5py.h5g.create(f.id, b"digitStruct")
+        w.string_attr(top, "MATLAB_class", "struct")
+        w.fields_attr(top, ("name", "bbox"))
 
-        name_refs, bbox_refs = [], []
+        names, bboxes = [], []
         for codes, arr in records:
-            name_ds = _dataset(refs, _ref_name(next(counter)), codes)
-            _string_attr(name_ds, "MATLAB_class", "char")
-            name_ds.attrs.create("MATLAB_int_decode", np.int32(2))
-            name_refs.append(name_ds.ref)
+            name = w.dataset(refs, _ref_name(next(counter)), codes, h5py.h5t.STD_U16LE)
+            w.string_attr(name, "MATLAB_class", "char")
+            w.number_attr(name, "MATLAB_int_decode", np.int32(2))
+            names.append(name)
 
-            bbox = refs.create_group(_ref_name(next(counter)))
-            _string_attr(bbox, "MATLAB_class", "struct")
-            _fields_attr(bbox, _MATLAB_FIELD_ORDER)
+            bbox = h5py.h5g.create(refs, _ref_name(next(counter)).encode("ascii"))
+            w.string_attr(bbox, "MATLAB_class", "struct")
+            w.fields_attr(bbox, _MATLAB_FIELD_ORDER)
             for field in _MATLAB_FIELD_ORDER:
                 column = arr[:, FIELDS.index(field)]
                 if len(column) == 1:
-                    _double(bbox, field, column[0])
+                    w.double(bbox, field, column[0])
                 else:
-                    elem_refs = [_double(refs, _ref_name(next(counter)), v).ref for v in column]
-                    _dataset(bbox, field, np.array(elem_refs, dtype=h5py.ref_dtype).reshape(-1, 1))
-            bbox_refs.append(bbox.ref)
+                    w.refs(bbox, field, [w.double(refs, _ref_name(next(counter)), v) for v in column])
+            bboxes.append(bbox)
 
-        _dataset(top, "name", np.array(name_refs, dtype=h5py.ref_dtype).reshape(-1, 1))
-        _dataset(top, "bbox", np.array(bbox_refs, dtype=h5py.ref_dtype).reshape(-1, 1))
+        w.refs(top, "name", names)
+        w.refs(top, "bbox", bboxes)
 
 
 # --------------------------------------------------------------------------------------------- reading
@@ -236,16 +258,21 @@ def read_digitstruct(path: str | os.PathLike, method: str = "fast") -> DigitStru
     non-HDF5 or truncated file, a file without /digitStruct/name or /digitStruct/bbox, or a record
     that is malformed (the message names the file and the record index).
     """
+    return _read(path, method)[0]
+
+
+def _read(path: str | os.PathLike, method: str, limit: int | None = None) -> tuple[DigitStruct, int]:
+    """read_digitstruct, optionally of the first `limit` records only (for the benchmark), also returning
+    how many records the reference parser read (all of them for method="reference")."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     path = Path(path)
     with _open(path) as f:
         name_ds, bbox_ds = _top_datasets(f, path)
         if method == "reference":
-            name_refs, bbox_refs = _refs(name_ds, path, "name"), _refs(bbox_ds, path, "bbox")
-            records = [_reference_record(f, path, i, n, b) for i, (n, b) in enumerate(zip(name_refs, bbox_refs))]
-            return _from_records(records)
-        return _read_fast(f, path, name_ds, bbox_ds)[0]
+            records = _reference_records(f, path, name_ds, bbox_ds, limit)
+            return _from_records(records), len(records)
+        return _read_fast(f, path, name_ds, bbox_ds, limit)
 
 
 def _open(path: Path) -> h5py.File:
@@ -282,6 +309,13 @@ def _refs(ds: h5py.Dataset, path: Path, key: str) -> np.ndarray:
         return ds[()].ravel()
     except (OSError, ValueError, RuntimeError) as exc:
         raise DataError(f"{path}: /digitStruct/{key} cannot be read: {exc}") from None
+
+
+def _reference_records(
+    f: h5py.File, path: Path, name_ds: h5py.Dataset, bbox_ds: h5py.Dataset, limit: int | None
+) -> list[tuple[str, np.ndarray]]:
+    name_refs, bbox_refs = _refs(name_ds, path, "name")[:limit], _refs(bbox_ds, path, "bbox")[:limit]
+    return [_reference_record(f, path, i, a, b) for i, (a, b) in enumerate(zip(name_refs, bbox_refs))]
 
 
 def _from_records(records: Sequence[tuple[str, np.ndarray]]) -> DigitStruct:
@@ -619,15 +653,16 @@ def _raw_refs(ds: h5py.Dataset, path: Path, key: str) -> np.ndarray:
     return out.ravel().astype(np.int64)
 
 
-def _read_fast(f: h5py.File, path: Path, name_ds: h5py.Dataset, bbox_ds: h5py.Dataset) -> tuple[DigitStruct, int]:
+def _read_fast(
+    f: h5py.File, path: Path, name_ds: h5py.Dataset, bbox_ds: h5py.Dataset, limit: int | None = None
+) -> tuple[DigitStruct, int]:
     """The fast reader; also returns how many records went to the reference parser."""
-    n = name_ds.size
     raw = _RawFile(path, f.userblock_size)
-    if raw.base < 0 or n == 0:
-        name_refs, bbox_refs = _refs(name_ds, path, "name"), _refs(bbox_ds, path, "bbox")
-        records = [_reference_record(f, path, i, a, b) for i, (a, b) in enumerate(zip(name_refs, bbox_refs))]
-        return _from_records(records), n
-    name_addr, bbox_addr = _raw_refs(name_ds, path, "name"), _raw_refs(bbox_ds, path, "bbox")
+    if raw.base < 0 or name_ds.size == 0:
+        records = _reference_records(f, path, name_ds, bbox_ds, limit)
+        return _from_records(records), len(records)
+    name_addr, bbox_addr = _raw_refs(name_ds, path, "name")[:limit], _raw_refs(bbox_ds, path, "bbox")[:limit]
+    n = len(name_addr)
 
     # Names and bbox groups: one header walk for both.
     h = raw.headers(np.concatenate([name_addr, bbox_addr]), np.ones(2 * n, bool))

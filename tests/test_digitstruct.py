@@ -13,10 +13,8 @@ import pytest
 from housenum.digitstruct import (
     FIELDS,
     DigitStruct,
-    _open,
-    _read_fast,
+    _read,
     _reference_record,
-    _top_datasets,
     read_digitstruct,
     write_digitstruct,
 )
@@ -73,8 +71,7 @@ def assert_same(a: DigitStruct, b: DigitStruct) -> None:
 
 def read_fast_counting(path: Path) -> tuple[DigitStruct, int]:
     """The fast reader, also returning how many records it handed to the reference parser."""
-    with _open(path) as f:
-        return _read_fast(f, path, *_top_datasets(f, path))
+    return _read(path, "fast")
 
 
 def write_plain_h5py(path: Path, names, boxes, *, libver="earliest", field_kwargs=None) -> None:
