@@ -22,7 +22,8 @@ def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] 
     """Run a script's main(); turn expected failures into 'error: ...' on one line and exit status 1.
 
     Ctrl-C exits 130 with a one-line note: every step writes to temporary names and renames only when
-    complete, so an interrupted run leaves nothing half-written behind.
+    complete (partial downloads stay as <archive>.part to be resumed; training resumes from its last
+    checkpoint), so nothing half-written is ever taken for finished work.
     """
     try:
         status = main(argv)
@@ -33,7 +34,7 @@ def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] 
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
-        print("interrupted: nothing partial was kept; run the same command again to continue", file=sys.stderr)
+        print("interrupted: completed work is kept; run the same command again to continue", file=sys.stderr)
         sys.exit(130)
     sys.exit(status or 0)
 

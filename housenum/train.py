@@ -251,13 +251,20 @@ class Trainer:
             self.optimizer = make_optimizer(tcfg)
             self.optimizer.build(self.model.trainable_variables)  # slots exist before a restore
             self.best = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_valid")
-            self.config_var = tf.Variable(self.cfg.to_json(), trainable=False, name="config")
+        # outside the scope: collectives cannot broadcast strings, and every worker holds the same value
+        self.config_var = tf.Variable(self.cfg.to_json(), trainable=False, name="config")
+        # Keras 3 objects are only partly visible to tf.train.Checkpoint (non-trainable state such as
+        # batch-norm statistics and dropout seed generators would be lost), so every variable is listed
+        # explicitly, in the model's own order (resume requires the same settings, hence the same order).
         self.ckpt = tf.train.Checkpoint(
-            model=self.model, optimizer=self.optimizer, best=self.best, config=self.config_var
+            model_variables=[v.value for v in self.model.variables],
+            optimizer_variables=[v.value for v in self.optimizer.variables],
+            best=self.best, config=self.config_var,
         )
         ckpt_dir = self.run_dir / "checkpoints"
+        self._scratch = None
         if not self.chief:  # other workers must save too (collectives), but to a scratch folder
-            ckpt_dir = Path(tempfile.mkdtemp(prefix="housenum-worker-ckpt-"))
+            ckpt_dir = self._scratch = Path(tempfile.mkdtemp(prefix="housenum-worker-ckpt-"))
         self.manager = tf.train.CheckpointManager(self.ckpt, str(ckpt_dir), max_to_keep=2)
 
     def _restore(self) -> int:
@@ -352,6 +359,8 @@ class Trainer:
         result = self._finish(history)
         if log:
             log.close()
+        if self._scratch:
+            shutil.rmtree(self._scratch, ignore_errors=True)
         return result
 
     def _make_train_fn(self):
