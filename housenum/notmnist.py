@@ -180,6 +180,7 @@ def read_letter_folder(folder: Path, workers: int = 1, progress: bool = False) -
     chunks = [paths[i : i + CHUNK_FILES] for i in range(0, len(paths), CHUNK_FILES)]
     images = np.empty((len(paths), IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
     keep = np.zeros(len(paths), dtype=bool)
+    filled = 0  # readable images are packed to the front, so dropping the bad ones needs no second copy
     skipped: dict[str, dict[str, int]] = {}
     examples: list[str] = []
     bar = tqdm(total=len(paths), desc=f"reading {folder.name}", unit="png", disable=None if progress else True)
@@ -193,9 +194,9 @@ def read_letter_folder(folder: Path, workers: int = 1, progress: bool = False) -
             results = map(_read_chunk, chunks)
         start = 0
         for chunk, (got, ok, bad) in zip(chunks, results):
-            positions = start + np.asarray(ok, dtype=np.int64)
-            images[positions] = got
-            keep[positions] = True
+            images[filled : filled + len(got)] = got
+            filled += len(got)
+            keep[start + np.asarray(ok, dtype=np.int64)] = True
             for i, reason, detail in bad:
                 per = skipped.setdefault(LETTERS[labels[start + i]], {})
                 per[reason] = per.get(reason, 0) + 1
@@ -211,7 +212,7 @@ def read_letter_folder(folder: Path, workers: int = 1, progress: bool = False) -
     out = LetterFolder(
         name=folder.name,
         path=folder,
-        images=images[keep] if not keep.all() else images,
+        images=images[:filled],
         labels=labels[keep],
         files=len(paths),
         skipped=dict(sorted(skipped.items())),
