@@ -430,6 +430,9 @@ class _Headers:
     pos: dict[int, np.ndarray]  # message type -> absolute position of its data (-1: absent)
     size: dict[int, np.ndarray]  # message type -> size of its data
 
+    def part(self, sl: slice) -> _Headers:
+        return _Headers(self.ok[sl], {t: p[sl] for t, p in self.pos.items()}, {t: s[sl] for t, s in self.size.items()})
+
 
 class _RawFile:
     """The file's bytes as a read-only memmap, with vectorised little-endian gathers."""
@@ -658,17 +661,17 @@ def _read_fast(
 ) -> tuple[DigitStruct, int]:
     """The fast reader; also returns how many records went to the reference parser."""
     raw = _RawFile(path, f.userblock_size)
-    if raw.base < 0 or name_ds.size == 0:
-        records = _reference_records(f, path, name_ds, bbox_ds, limit)
-        return _from_records(records), len(records)
     name_addr, bbox_addr = _raw_refs(name_ds, path, "name")[:limit], _raw_refs(bbox_ds, path, "bbox")[:limit]
     n = len(name_addr)
+    if raw.base < 0 or n == 0:  # not a superblock this reader knows (or nothing to read)
+        records = _reference_records(f, path, name_ds, bbox_ds, limit)
+        return _from_records(records), len(records)
 
     # Names and bbox groups: one header walk for both.
     h = raw.headers(np.concatenate([name_addr, bbox_addr]), np.ones(2 * n, bool))
     kind, nchars, chars_at = raw.datasets(h)
     ok = kind[:n] == _KIND_U16
-    field_addr, g_ok = raw.struct_fields(_Headers(h.ok[n:], {t: p[n:] for t, p in h.pos.items()}, {t: s[n:] for t, s in h.size.items()}), FIELDS)
+    field_addr, g_ok = raw.struct_fields(h.part(slice(n, None)), FIELDS)
     ok &= g_ok
 
     # The 5 fields of every record: inline float64 (one digit) or (n,1) references (longer numbers).
@@ -703,6 +706,9 @@ def _read_fast(
     c_end = np.cumsum(c_count)
 
     # Values of the records that stayed fast, reordered from (record, field, digit) to (digit, field).
+    # A record can have failed on one of its digits after its values were laid out: drop its values.
+    value_rec = np.repeat(np.arange(n * nf) // nf, f_count)
+    value_at = value_at[ok[value_rec]]
     values = np.frombuffer(raw.bytes_at(value_at, 8, np.ones(len(value_at), bool))[0].tobytes(), "<f8")
     rec_count = np.where(ok, digits[:, 0], 0)
     fallback = np.flatnonzero(~ok)

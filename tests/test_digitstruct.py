@@ -174,6 +174,20 @@ def test_round_trip_both_methods(written: Path) -> None:
     assert read_fast_counting(written)[1] == 0
 
 
+def test_round_trip_unusual_names_and_no_records(tmp_path: Path) -> None:
+    names = ["ü-Ω.png", "\ud800.png"]  # non-ASCII, and a lone UTF-16 surrogate that chr() keeps as is
+    path = tmp_path / "odd.mat"
+    write_digitstruct(path, names, [np.ones((1, 5)), np.ones((2, 5))], created=CREATED)
+    fast, n_fallback = read_fast_counting(path)
+    assert fast.names == names and n_fallback == 0
+    assert_same(fast, read_digitstruct(path, method="reference"))
+    empty = tmp_path / "empty.mat"
+    write_digitstruct(empty, [], [], created=CREATED)
+    for method in ("fast", "reference"):
+        ds = read_digitstruct(empty, method=method)
+        assert len(ds) == 0 and ds.boxes.shape == (0, 5) and ds.offsets.tolist() == [0]
+
+
 def test_written_file_has_matlab_header_and_layout(written: Path) -> None:
     raw = written.read_bytes()
     text = f"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: {CREATED} HDF5 schema 1.00 .".encode()
@@ -245,6 +259,21 @@ def test_one_odd_record_falls_back_alone(written: Path) -> None:
     assert n_fallback == 1
     assert_same(fast, read_digitstruct(written, method="reference"))
     assert fast.record(2)[1][0, 4] == 16.0
+
+
+def test_odd_digit_value_falls_back_for_its_record_only(written: Path) -> None:
+    # The field array is understood, but one digit it points to is stored chunked and compressed.
+    with h5py.File(written, "r+") as f:
+        bbox = f[f["digitStruct/bbox"][1, 0]]
+        targets = list(bbox["left"][:, 0])
+        targets[1] = f["#refs#"].create_dataset("odd", data=[[114.0]], chunks=(1, 1), compression="gzip").ref
+        del bbox["left"]
+        bbox.create_dataset("left", data=np.array(targets, h5py.ref_dtype).reshape(-1, 1))
+    fast, n_fallback = read_fast_counting(written)
+    assert n_fallback == 1
+    assert_same(fast, read_digitstruct(written, method="reference"))
+    for i, want in enumerate(expected_boxes(BOXES)):
+        np.testing.assert_array_equal(fast.record(i)[1], want)
 
 
 # ------------------------------------------------------------------------------------------- errors
