@@ -55,3 +55,13 @@ def notmnist_mirror(mirror_dir: Path) -> Path:
 def matlab_fixtures(svhn_mirror: Path) -> Path:
     """Genuine MATLAB-written digitStruct.mat excerpts (test/, train/, extra/) with images 1-3."""
     return svhn_mirror / "matlab"
+
+
+@pytest.fixture(scope="session")
+def mirror_data(tmp_path_factory, mirror_dir: Path) -> Path:
+    """The real mirror unpacked once per session through step 1 (svhn/{train,test,extra}, notmnist/)."""
+    from housenum.download import fetch
+
+    data_dir = tmp_path_factory.mktemp("mirror_data")
+    fetch(["svhn", "notmnist-small"], data_dir, mirror=mirror_dir, progress=False)
+    return data_dir
