@@ -639,14 +639,24 @@ class _Renderer:
         return self.stats["per_length"][str(max(usable))]
 
     def render(self, digits: list[int]) -> tuple[Image.Image, np.ndarray]:
+        st = self._length_stats(len(digits))
+        lo_u, hi_u = QUANTILE_LEVELS[0], QUANTILE_LEVELS[-1]
+        height = max(float(self.cfg.min_height), float(self._q(st["height"], self.rng.uniform(lo_u, hi_u))))
+        for _ in range(20):
+            out = self._render(digits, height, st)
+            if out is not None:
+                return out
+            # A long, tall number drawn wide may not fit max_image_side: draw it smaller.
+            height = max(float(self.cfg.min_height), height * 0.8)
+        raise ValueError(f"digits {digits}: a number of {len(digits)} digits does not fit max_image_side "
+                         f"{self.cfg.max_image_side} even at min_height {self.cfg.min_height}")
+
+    def _render(self, digits: list[int], height: float, st: dict) -> tuple[Image.Image, np.ndarray] | None:
         cfg, rng = self.cfg, self.rng
         n = len(digits)
-        st = self._length_stats(n)
         corr = self.stats.get("neighbour_rank_correlation", {})
-        lo_u, hi_u = QUANTILE_LEVELS[0], QUANTILE_LEVELS[-1]
 
         # --- geometry in final pixels, then a working scale so that small digits render cleanly
-        height = max(float(cfg.min_height), float(self._q(st["height"], rng.uniform(lo_u, hi_u))))
         s = int(np.clip(math.ceil(48 / height), 1, 4))
         u_aspect = _correlated_u(rng, n, corr.get("aspect", 0.6))
         aspects = np.array([self._q(self.stats["aspect_by_label"][str(d or 10)], u) for d, u in zip(digits, u_aspect)])
@@ -729,6 +739,8 @@ class _Renderer:
 
         # --- image frame: margins around the union box, in final pixels, then back to working pixels
         U = np.array([bx0.min(), by0.min(), bx1.max(), by1.max()]) / s
+        if max(U[2] - U[0], U[3] - U[1]) > 0.9 * cfg.max_image_side:
+            return None
         spread = rng.lognormal(0, 0.35, size=2)  # left and right margins vary together, not identically
         mx = np.clip(cfg.margin_x[0] * rng.lognormal(0, cfg.margin_x[1]) * spread, 0, 5) * height
         spread = rng.lognormal(0, 0.35, size=2)
@@ -748,9 +760,6 @@ class _Renderer:
         y0 = math.floor(U[1] - my[0])
         W = max(int(math.ceil(U[2] + mx[1])) - x0, 2)
         H = max(int(math.ceil(U[3] + my[1])) - y0, 2)
-        if (W > cfg.max_image_side or H > cfg.max_image_side) and max(uw, uh) >= cfg.max_image_side - 2:
-            raise ValueError(f"number of {n} digits, {height:.0f} px high, does not fit max_image_side "
-                             f"{cfg.max_image_side}")
         shift = np.array([[1, 0, -x0 * s], [0, 1, -y0 * s], [0, 0, 1]], dtype=np.float64)
         hom = shift @ hom
         cw, ch = W * s, H * s
@@ -989,8 +998,9 @@ def _render_split(folder: Path, split: str, n: int, seed: int, config: Synthetic
                 boxes.append(_render_one(job))
                 bar.update()
         else:
-            # spawn, not fork: callers may hold threads (TensorFlow) that a forked child would inherit broken.
-            ctx = multiprocessing.get_context("spawn")
+            # fork starts fast and needs no `if __name__ == "__main__"` guard in the caller's script; but a
+            # process already running TensorFlow holds threads that a forked child would inherit broken.
+            ctx = multiprocessing.get_context("spawn" if "tensorflow" in sys.modules else "fork")
             with ctx.Pool(min(workers, n)) as pool:
                 for b in pool.imap(_render_one, jobs, chunksize=max(1, min(64, n // (workers * 8)))):
                     boxes.append(b)

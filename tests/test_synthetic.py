@@ -113,6 +113,15 @@ def test_render_number_boxes():
     assert again.tobytes() == img.tobytes() and np.array_equal(boxes, boxes2)
 
 
+def test_long_numbers_fit_a_small_max_image_side():
+    cfg = synthetic.SyntheticConfig(max_image_side=80, six_digit_share=1.0)
+    for i in range(10):
+        rng = synthetic.image_rng(0, "small", i)
+        img, boxes = synthetic.render_number(synthetic.sample_digits(rng, cfg), rng, cfg)
+        assert max(img.size) <= 80 and len(boxes) == 6
+        assert np.all(boxes[:, 1] + boxes[:, 3] <= img.width) and np.all(boxes[:, 2] + boxes[:, 4] <= img.height)
+
+
 def test_length_distribution_matches_real_labels():
     stats = json.loads(synthetic.STATS_PATH.read_text())
     counts = np.array([stats["length_counts"][str(L)] for L in range(1, 6)], dtype=float)
