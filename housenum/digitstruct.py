@@ -353,6 +353,13 @@ def _read_values(ds: h5py.Dataset, path: Path, where: str) -> np.ndarray:
 
 def _reference_record(f: h5py.File, path: Path, i: int, name_ref, bbox_ref) -> tuple[str, np.ndarray]:
     """One record the plain h5py way: dereference every object, chr() every character."""
+    try:
+        return _reference_record_unguarded(f, path, i, name_ref, bbox_ref)
+    except _H5_ERRORS as exc:  # HDF5 trouble the checks below did not foresee, e.g. a damaged B-tree
+        raise DataError(f"{path}: record {i}: cannot be read ({type(exc).__name__}: {exc})") from None
+
+
+def _reference_record_unguarded(f: h5py.File, path: Path, i: int, name_ref, bbox_ref) -> tuple[str, np.ndarray]:
     where = f"record {i}"
     name_obj = _deref(f, path, f"{where} name", name_ref)
     if not isinstance(name_obj, h5py.Dataset) or name_obj.dtype.kind not in "ui":
@@ -408,10 +415,14 @@ def _scalar(f: h5py.File, path: Path, where: str, ref) -> float:
 _SIG_HDF5 = b"\x89HDF\r\n\x1a\n"
 _MSG_NIL, _MSG_DATASPACE, _MSG_DATATYPE, _MSG_LAYOUT = 0x0000, 0x0001, 0x0003, 0x0008
 _MSG_CONTINUATION, _MSG_SYMTAB = 0x0010, 0x0011
-# Messages that do not change how a dataset's values or a group's members are read: fill values,
-# attributes (MATLAB_class etc.), comment, modification times, attribute info, reference count.
-_MSG_IGNORED = (_MSG_NIL, 0x0004, 0x0005, 0x000C, 0x000D, 0x000E, 0x0012, 0x0015, 0x0016)
-_MSG_USED = (_MSG_DATASPACE, _MSG_DATATYPE, _MSG_LAYOUT, _MSG_SYMTAB)
+_MSG_FILL_OLD, _MSG_FILL = 0x0004, 0x0005
+# Messages that do not change how a dataset's values or a group's members are read, and that HDF5 does
+# not decode when it opens the object: attributes (MATLAB_class etc.), comment, modification times,
+# attribute info, reference count.
+_MSG_IGNORED = (_MSG_NIL, 0x000C, 0x000D, 0x000E, 0x0012, 0x0015, 0x0016)
+# Messages located per object. Fill values do not change stored values either, but HDF5 decodes them
+# on opening a dataset and fails on a damaged one: they are checked so both readers agree.
+_MSG_USED = (_MSG_DATASPACE, _MSG_DATATYPE, _MSG_LAYOUT, _MSG_SYMTAB, _MSG_FILL_OLD, _MSG_FILL)
 _MAX_CONTINUATIONS = 16  # a chain longer than this is not what HDF5 writes for these tiny objects
 # Datatype messages the fast path understands, byte for byte (class+version, bit fields, size, properties).
 _DT_F64 = bytes.fromhex("11203f00" "08000000" "0000" "4000" "34" "0b" "00" "34" "ff030000")  # IEEE f64 LE
@@ -419,6 +430,7 @@ _DT_U16 = bytes.fromhex("10000000" "02000000" "0000" "1000")  # unsigned 16-bit 
 _DT_REF = bytes.fromhex("17000000" "08000000")  # object reference
 _KIND_BAD, _KIND_F64, _KIND_U16, _KIND_REF = 0, 1, 2, 3
 _SIG_TREE, _SIG_SNOD, _SIG_HEAP = b"TREE", b"SNOD", b"HEAP"
+_MAX_FREE_BLOCKS = 4  # a small group's local heap has one free block
 _SNOD_ENTRY = 40  # symbol table entry: name offset, header address, cache type, reserved, scratch pad
 
 
@@ -505,11 +517,12 @@ class _RawFile:
         ok &= np.bincount(m_owner, minlength=n) == nmsgs  # every message the header announces was seen
         known = np.isin(m_type, _MSG_IGNORED + _MSG_USED + (_MSG_CONTINUATION,))
         ok[m_owner[~known]] = False
+        # Only the 'constant' flag is expected; shared (committed) or must-understand flags are not handled.
+        ok[m_owner[(m_flags & ~0x01) != 0]] = False
         pos, size = {}, {}
         for t in _MSG_USED:
             sel = m_type == t
             ok &= np.bincount(m_owner[sel], minlength=n) <= 1
-            ok[m_owner[sel & (m_flags & 0x02 != 0)]] = False  # shared (committed) message: not handled
             pos[t] = np.full(n, -1, np.int64)
             size[t] = np.zeros(n, np.int64)
             pos[t][m_owner[sel]] = m_data[sel]
@@ -529,7 +542,8 @@ class _RawFile:
             prefix = self.buf[p[:, None] + np.arange(8)]  # in the file: checked by inside() on the block
             m_type = prefix[:, 0].astype(np.int64) | prefix[:, 1].astype(np.int64) << 8
             m_size = prefix[:, 2].astype(np.int64) | prefix[:, 3].astype(np.int64) << 8
-            overrun = p + 8 + m_size > end[live]
+            # Version-1 headers keep every message 8-byte aligned; HDF5 rejects a size that is not.
+            overrun = (p + 8 + m_size > end[live]) | (m_size % 8 != 0)
             ok[owner[live[overrun]]] = False
             steps.append((owner[live], m_type, p + 8, m_size, prefix[:, 4].astype(np.int64)))
             pos[live] = p + 8 + m_size
@@ -554,8 +568,10 @@ class _RawFile:
         for d in range(2):
             has = ok & (rank > d)
             dim, has = self.uint(dims_at + 8 * d, 8, has)
+            # A dimension larger than the file cannot hold data here; bounding it also keeps the
+            # product from overflowing int64.
+            ok &= (rank <= d) | (has & (dim >= 0) & (dim <= self.size))
             nelem = np.where(has, nelem * dim, nelem)
-        ok &= nelem >= 0
 
         # Datatype: compared byte for byte with the three types the SVHN layout uses.
         tp = h.pos[_MSG_DATATYPE]
@@ -579,9 +595,42 @@ class _RawFile:
         ok &= np.where(compact, ok_c & (c_size <= h.size[_MSG_LAYOUT] - 4), ok_a)
         data = np.where(compact, lp + 4, addr + self.base)
         stored = np.where(compact, c_size, a_size)
-        ok &= (stored >= nelem * itemsize) & self.inside(data, nelem * itemsize)
+        # HDF5 rejects a compact dataset whose stored size is not exactly its extent; the same is
+        # required of contiguous ones (any other size is not how HDF5 writes them).
+        ok &= (stored == nelem * itemsize) & self.inside(data, nelem * itemsize)
+        ok &= self._fill_ok(h, ok)
         kind[~ok] = _KIND_BAD
         return kind, nelem, data
+
+    def _fill_ok(self, h: _Headers, ok: np.ndarray) -> np.ndarray:
+        """Fill value messages are well formed: version 2 (what HDF5 1.6+ writes) with its value inside
+        the message; the old-style message's value inside the message."""
+        fp, fsize = h.pos[_MSG_FILL], h.size[_MSG_FILL]
+        has = ok & (fp >= 0)
+        head, has = self.bytes_at(fp, 4, has & (fsize >= 4))
+        good = has & (head[:, 0] == 2) & (head[:, 1] >= 1) & (head[:, 1] <= 3) & (head[:, 2] <= 2) & (head[:, 3] <= 1)
+        value_size, sized = self.uint(fp + 4, 4, good & (head[:, 3] == 1) & (fsize >= 8))
+        good &= (head[:, 3] == 0) | (sized & (value_size <= fsize - 8))
+        old, osize = h.pos[_MSG_FILL_OLD], h.size[_MSG_FILL_OLD]
+        old_size, old_ok = self.uint(old, 4, ok & (old >= 0) & (osize >= 4))
+        old_good = old_ok & (old_size <= osize - 4)
+        return ((fp < 0) | good) & ((old < 0) | old_good)
+
+    def _free_list_ok(self, seg: np.ndarray, seg_size: np.ndarray, free: np.ndarray, ok: np.ndarray) -> np.ndarray:
+        """A local heap's free list: blocks (next offset, size) inside the segment, ending in 1 (none)."""
+        live = ok & (free != 1)
+        for _ in range(_MAX_FREE_BLOCKS):
+            if not live.any():
+                return ok
+            ok &= ~live | ((free >= 0) & (free + 16 <= seg_size))
+            live &= ok
+            nxt, ok_next = self.uint(seg + free, 8, live)
+            size, ok_next = self.uint(seg + free + 8, 8, ok_next)
+            ok &= ~live | (ok_next & (nxt != 0) & (size >= 0) & (free + size <= seg_size))
+            live &= ok
+            free = np.where(live, nxt, free)
+            live &= free != 1
+        return ok & ~live  # a longer chain than a 5-member group's heap has: left to HDF5
 
     # ---- groups
 
@@ -599,40 +648,55 @@ class _RawFile:
         heap += self.base
 
         # v1 B-tree node: 'TREE', type 0 (group), level 0 (leaf), one entry; its child is the symbol node.
+        # Keys bracket the child's names (heap offsets): HDF5 looks members up through them.
         ok = self.has_signature(tree, _SIG_TREE, ok)
         head, ok = self.bytes_at(tree + 4, 4, ok)
         ok &= (head[:, 0] == 0) & (head[:, 1] == 0) & (head[:, 2] == 1) & (head[:, 3] == 0)
+        key_lo, ok = self.uint(tree + 24, 8, ok)
         snod, ok = self.uint(tree + 32, 8, ok)
+        key_hi, ok = self.uint(tree + 40, 8, ok)
         snod += self.base
         ok = self.has_signature(snod, _SIG_SNOD, ok)
         head, ok = self.bytes_at(snod + 4, 4, ok)
         n_fields = len(fields)
         ok &= (head[:, 0] == 1) & (head[:, 2] == n_fields) & (head[:, 3] == 0)
 
-        # Local heap holding the member names.
+        # Local heap holding the member names (version 0), and its free list, which HDF5 checks on loading.
         ok = self.has_signature(heap, _SIG_HEAP, ok)
+        version, ok = self.uint(heap + 4, 4, ok)
+        ok &= version == 0
         seg_size, ok = self.uint(heap + 8, 8, ok)
+        free, ok = self.uint(heap + 16, 8, ok)
         seg_addr, ok = self.uint(heap + 24, 8, ok)
+        ok &= self.inside(seg_addr + self.base, seg_size)
+        ok &= self._free_list_ok(seg_addr + self.base, seg_size, free, ok)
 
         entries = snod[:, None] + 8 + _SNOD_ENTRY * np.arange(n_fields)  # (G, F)
         e_ok = np.repeat(ok, n_fields)
         name_off, e_ok = self.uint(entries.ravel(), 8, e_ok)
         member, e_ok = self.uint(entries.ravel() + 8, 8, e_ok)
+        cache_type, e_ok = self.uint(entries.ravel() + 16, 4, e_ok)
+        e_ok &= cache_type == 0  # members that are datasets cache nothing; HDF5 rejects unknown types
         width = max(len(f) for f in fields) + 1  # longest name and its terminating NUL
         seg_size = np.repeat(seg_size, n_fields)
         e_ok &= (name_off >= 0) & (name_off < seg_size)
         names, e_ok = self.bytes_at(np.repeat(seg_addr + self.base, n_fields) + name_off, width, e_ok)
         ok &= e_ok.reshape(g, n_fields).all(axis=1)
 
-        # Which field each entry names: exactly one entry per field in every group.
-        match = np.zeros((g * n_fields, n_fields), bool)
-        for j, field in enumerate(fields):
-            sig = np.frombuffer(field.encode("ascii") + b"\x00", np.uint8)
-            match[:, j] = np.all(names[:, : len(sig)] == sig, axis=1) & (name_off + len(sig) <= seg_size)
-        per_field = match.reshape(g, n_fields, n_fields)
-        ok &= np.all(per_field.sum(axis=1) == 1, axis=1) & np.all(per_field.sum(axis=2) == 1, axis=1)
-        which = np.argmax(per_field, axis=1)  # (G, F): entry index holding field j
-        addr = np.take_along_axis(member.reshape(g, n_fields), which, axis=1)
+        # Entry e must name the e-th field in sorted order, as HDF5 keeps them (it binary-searches them);
+        # the B-tree's low key must be the empty name and its high key the last entry's name.
+        order = sorted(range(n_fields), key=lambda j: fields[j])
+        match = np.ones(g * n_fields, bool)
+        for e, j in enumerate(order):
+            sig = np.frombuffer(fields[j].encode("ascii") + b"\x00", np.uint8)
+            rows = slice(e, None, n_fields)
+            match[rows] = np.all(names[rows, : len(sig)] == sig, axis=1) & (name_off[rows] + len(sig) <= seg_size[rows])
+        ok &= match.reshape(g, n_fields).all(axis=1)
+        ok &= key_hi == name_off.reshape(g, n_fields)[:, -1]
+        empty, ok = self.bytes_at(seg_addr + self.base + key_lo, 1, ok & (key_lo >= 0) & (key_lo < seg_size[::n_fields]))
+        ok &= empty[:, 0] == 0
+        addr = np.empty((g, n_fields), np.int64)
+        addr[:, order] = member.reshape(g, n_fields)
         return addr, ok
 
 

@@ -276,6 +276,34 @@ def test_odd_digit_value_falls_back_for_its_record_only(written: Path) -> None:
         np.testing.assert_array_equal(fast.record(i)[1], want)
 
 
+def test_damaged_bytes_give_the_same_answer_or_a_data_error_from_both(tmp_path: Path, written: Path) -> None:
+    # Single-byte damage anywhere past the user block: the fast reader must never return records
+    # the reference reader does not (it checks what HDF5 checks when it opens objects, or falls back).
+    good = written.read_bytes()
+    rng = np.random.default_rng(7)
+    damaged = tmp_path / "damaged.mat"
+    outcomes = {"same": 0, "error": 0}
+    for _ in range(200):
+        raw = bytearray(good)
+        raw[int(rng.integers(600, len(raw)))] = int(rng.integers(256))
+        damaged.write_bytes(bytes(raw))
+        results = []
+        for method in ("fast", "reference"):
+            try:
+                results.append(read_digitstruct(damaged, method=method))
+            except DataError as exc:
+                assert "damaged.mat" in str(exc)
+                results.append(None)
+        fast, ref = results
+        assert (fast is None) == (ref is None)
+        if fast is not None:
+            assert fast.names == ref.names
+            np.testing.assert_array_equal(fast.offsets, ref.offsets)
+            np.testing.assert_array_equal(fast.boxes, ref.boxes)
+        outcomes["same" if fast is not None else "error"] += 1
+    assert outcomes["same"] > 0 and outcomes["error"] > 0
+
+
 # ------------------------------------------------------------------------------------------- errors
 
 
