@@ -83,11 +83,14 @@ def bench(path: Path, limit: int | None, repeat: int) -> None:
     lengths = np.bincount(fast.lengths())
     print()
     print(f"file      {path} ({size_mb:.1f} MB){'' if limit is None else f', first {limit:,} records'}")
-    print(f"machine   {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-    print(f"records   {len(fast):,}   digits {len(fast.boxes):,}   digits per record 1..{len(lengths) - 1}: {lengths[1:].tolist()}")
+    cpu = platform.processor() or platform.machine()
+    print(f"machine   {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"records   {len(fast):,}   digits {len(fast.boxes):,}   "
+          f"records with 1..{len(lengths) - 1} digits: {lengths[1:].tolist()}")
     print(f"agree     yes (names, offsets and boxes identical); fast path fell back on {n_fallback:,} records")
     print(f"{'method':<10} {'seconds':>9} {'records/s':>12}")
-    print(f"{'fast':<10} {best:>9.3f} {len(fast) / best:>12,.0f}   best of {repeat}: {', '.join(f'{t:.3f}' for t in fast_times)}")
+    runs = ", ".join(f"{t:.3f}" for t in fast_times)
+    print(f"{'fast':<10} {best:>9.3f} {len(fast) / best:>12,.0f}   best of {repeat}: {runs}")
     print(f"{'reference':<10} {ref_seconds:>9.3f} {len(ref) / ref_seconds:>12,.0f}")
     print(f"ratio     fast is {ref_seconds / best:.1f}x faster than reference")
 
@@ -96,7 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = make_parser(__doc__)
     parser.add_argument("--mirror", type=Path, default=DEFAULT_MIRROR, help="folder holding the SVHN archives")
     parser.add_argument("--split", choices=("train", "test", "extra"), default="train", help="which archive's file")
-    parser.add_argument("--file", type=Path, default=None, help="an unpacked digitStruct.mat to use instead of the mirror archive (None: use --mirror)")
+    parser.add_argument("--file", type=Path, default=None,
+                        help="an unpacked digitStruct.mat to use instead of the mirror archive (None: use --mirror)")
     parser.add_argument("--limit", type=int, default=None, help="read only the first N records (None: all)")
     parser.add_argument("--repeat", type=int, default=3, help="fast-reader runs; the best one counts")
     args = parser.parse_args(argv)

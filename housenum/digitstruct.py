@@ -51,9 +51,13 @@ class DigitStruct:
     def __post_init__(self) -> None:
         n = len(self.names)
         if self.offsets.shape != (n + 1,) or self.offsets.dtype != np.int64:
-            raise ValueError(f"offsets must be int64 of shape ({n + 1},), got {self.offsets.dtype} {self.offsets.shape}")
+            raise ValueError(
+                f"offsets must be int64 of shape ({n + 1},), got {self.offsets.dtype} {self.offsets.shape}"
+            )
         if self.boxes.ndim != 2 or self.boxes.shape[1] != len(FIELDS) or self.boxes.dtype != np.float64:
-            raise ValueError(f"boxes must be float64 of shape (D, {len(FIELDS)}), got {self.boxes.dtype} {self.boxes.shape}")
+            raise ValueError(
+                f"boxes must be float64 of shape (D, {len(FIELDS)}), got {self.boxes.dtype} {self.boxes.shape}"
+            )
         if self.offsets[0] != 0 or self.offsets[-1] != len(self.boxes) or np.any(np.diff(self.offsets) < 0):
             raise ValueError(f"offsets must rise from 0 to {len(self.boxes)} (the number of boxes)")
 
@@ -115,7 +119,8 @@ def _matlab_header(path: Path, platform: str, created: str | None) -> bytes:
         t = time.localtime()
         days = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
         months = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-        created = f"{days[t.tm_wday]} {months[t.tm_mon - 1]} {t.tm_mday:02d} {t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} {t.tm_year}"
+        clock = f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+        created = f"{days[t.tm_wday]} {months[t.tm_mon - 1]} {t.tm_mday:02d} {clock} {t.tm_year}"
     text = f"MATLAB 7.3 MAT-file, Platform: {platform}, Created on: {created} HDF5 schema 1.00 ."
     if not text.isascii() or not text.isprintable() or len(text) > _HEADER_TEXT_BYTES:
         raise DataError(
@@ -163,7 +168,8 @@ class _LowLevelWriter:
     def __init__(self, f: h5py.File) -> None:
         self.scalar = h5py.h5s.create(h5py.h5s.SCALAR)
         self.one_by_one = h5py.h5s.create_simple((1, 1))
-        self.compact, self.contiguous = h5py.h5p.create(h5py.h5p.DATASET_CREATE), h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        self.compact = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        self.contiguous = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
         self.compact.set_layout(h5py.h5d.COMPACT)
         for dcpl in (self.compact, self.contiguous):
             dcpl.set_obj_track_times(False)  # no timestamps: the same input must give the same bytes
@@ -292,7 +298,7 @@ def _top_datasets(f: h5py.File, path: Path) -> tuple[h5py.Dataset, h5py.Dataset]
     for key in ("name", "bbox"):
         obj = f.get(f"digitStruct/{key}")
         if not isinstance(obj, h5py.Dataset) or h5py.check_ref_dtype(obj.dtype) is not h5py.Reference:
-            what = "nothing" if obj is None else (f"a dataset of {obj.dtype}" if isinstance(obj, h5py.Dataset) else "a group")
+            what = "nothing" if obj is None else "a group" if isinstance(obj, h5py.Group) else f"{obj.dtype} data"
             raise DataError(f"{path}: /digitStruct/{key} must be a dataset of object references, found {what}")
         found.append(obj)
     name_ds, bbox_ds = found
@@ -382,11 +388,14 @@ def _reference_record_unguarded(f: h5py.File, path: Path, i: int, name_ref, bbox
         ds = bbox.get(field)
         if not isinstance(ds, h5py.Dataset):
             found = "nothing" if ds is None else "a group"
-            raise DataError(f"{path}: {where}: bbox field {field!r} must be a dataset, found {found}; expected fields {FIELDS}")
+            raise DataError(
+                f"{path}: {where}: bbox field {field!r} must be a dataset, found {found}; expected fields {FIELDS}"
+            )
         if _is_matlab_empty(ds):
             values = np.zeros(0)
         elif h5py.check_ref_dtype(ds.dtype) is h5py.Reference:
-            values = np.array([_scalar(f, path, f"{where} bbox.{field}[{k}]", r) for k, r in enumerate(_read_values(ds, path, where))])
+            refs = _read_values(ds, path, f"{where} bbox.{field}")
+            values = np.array([_scalar(f, path, f"{where} bbox.{field}[{k}]", r) for k, r in enumerate(refs)])
         elif ds.dtype.kind in "uif":
             values = _read_values(ds, path, f"{where} bbox.{field}")
         else:
@@ -395,7 +404,9 @@ def _reference_record_unguarded(f: h5py.File, path: Path, i: int, name_ref, bbox
     lengths = [len(c) for c in columns]
     if len(set(lengths)) != 1:
         got = ", ".join(f"{field}={n}" for field, n in zip(FIELDS, lengths))
-        raise DataError(f"{path}: {where}: bbox fields have different lengths ({got}); expected one value per digit in each")
+        raise DataError(
+            f"{path}: {where}: bbox fields have different lengths ({got}); expected one value per digit in each"
+        )
     return name, np.stack(columns, axis=1).reshape(lengths[0], len(FIELDS))
 
 
@@ -499,9 +510,9 @@ class _RawFile:
                 break
             steps = self._walk(owner, first, end, ok)
             found.extend(steps)
-            cont = [s for s in steps if s[1].size]  # continuation messages found in this round
-            c_owner = np.concatenate([s[0][s[1] == _MSG_CONTINUATION] for s in cont]) if cont else np.zeros(0, np.int64)
-            c_data = np.concatenate([s[2][s[1] == _MSG_CONTINUATION] for s in cont]) if cont else np.zeros(0, np.int64)
+            # Continuation messages found in this round name the blocks of the next round.
+            c_owner = np.concatenate([s[0][s[1] == _MSG_CONTINUATION] for s in steps] + [np.zeros(0, np.int64)])
+            c_data = np.concatenate([s[2][s[1] == _MSG_CONTINUATION] for s in steps] + [np.zeros(0, np.int64)])
             c_ok = np.ones(len(c_owner), bool)
             c_addr, c_ok = self.uint(c_data, 8, c_ok)
             c_len, c_ok = self.uint(c_data + 8, 8, c_ok)
@@ -693,7 +704,8 @@ class _RawFile:
             match[rows] = np.all(names[rows, : len(sig)] == sig, axis=1) & (name_off[rows] + len(sig) <= seg_size[rows])
         ok &= match.reshape(g, n_fields).all(axis=1)
         ok &= key_hi == name_off.reshape(g, n_fields)[:, -1]
-        empty, ok = self.bytes_at(seg_addr + self.base + key_lo, 1, ok & (key_lo >= 0) & (key_lo < seg_size[::n_fields]))
+        key_lo_ok = ok & (key_lo >= 0) & (key_lo < seg_size[::n_fields])
+        empty, ok = self.bytes_at(seg_addr + self.base + key_lo, 1, key_lo_ok)
         ok &= empty[:, 0] == 0
         addr = np.empty((g, n_fields), np.int64)
         addr[:, order] = member.reshape(g, n_fields)

@@ -148,7 +148,8 @@ def test_full_mirror_test_file_counts(mirror_test_mat: Path) -> None:
 def test_full_mirror_test_file_fast_equals_reference_on_spread_sample(mirror_test_mat: Path) -> None:
     ds = read_digitstruct(mirror_test_mat)
     # 300 records spread over the file, plus every record with 4 or 5 digits and the last one.
-    sample = np.unique(np.concatenate([np.linspace(0, len(ds) - 1, 300).astype(int), np.flatnonzero(ds.lengths() >= 4)]))
+    spread = np.linspace(0, len(ds) - 1, 300).astype(int)
+    sample = np.unique(np.concatenate([spread, np.flatnonzero(ds.lengths() >= 4)]))
     with h5py.File(mirror_test_mat, "r") as f:
         names, bboxes = f["digitStruct/name"][()].ravel(), f["digitStruct/bbox"][()].ravel()
         for i in sample:
@@ -329,7 +330,7 @@ def test_missing_top_level_datasets_and_length_mismatch(tmp_path: Path, written:
     no_name.write_bytes(written.read_bytes())
     with h5py.File(no_name, "r+") as f:
         del f["digitStruct/name"]
-    with pytest.raises(DataError, match=r"no_name\.mat: /digitStruct/name must be a dataset of object references, found nothing"):
+    with pytest.raises(DataError, match=r"no_name\.mat: /digitStruct/name must be a dataset of object refer.*found nothing"):
         read_digitstruct(no_name, method=method)
 
     no_group = tmp_path / "empty.mat"
@@ -352,12 +353,14 @@ def test_missing_top_level_datasets_and_length_mismatch(tmp_path: Path, written:
 def test_bad_bbox_fields_name_file_and_record(written: Path, method: str, record: int) -> None:
     with h5py.File(written, "r+") as f:
         del f[f["digitStruct/bbox"][record, 0]]["top"]
-    with pytest.raises(DataError, match=rf"digitStruct\.mat: record {record} \({re.escape(NAMES[record])}\): bbox field 'top' .*found nothing"):
+    name = re.escape(NAMES[record])
+    with pytest.raises(DataError, match=rf"digitStruct\.mat: record {record} \({name}\): bbox field 'top' .*found nothing"):
         read_digitstruct(written, method=method)
     with h5py.File(written, "r+") as f:
         bbox = f[f["digitStruct/bbox"][record, 0]]
         bbox.create_dataset("top", data=np.zeros((len(BOXES[record]) + 1, 1)))
-    with pytest.raises(DataError, match=rf"digitStruct\.mat: record {record} \(.*different lengths.*top={len(BOXES[record]) + 1}"):
+    top = len(BOXES[record]) + 1
+    with pytest.raises(DataError, match=rf"digitStruct\.mat: record {record} \({name}\): .*different lengths.*top={top}"):
         read_digitstruct(written, method=method)
 
 
