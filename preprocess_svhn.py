@@ -68,6 +68,7 @@ def main(argv=None) -> int:
     os.replace(tmp, results / "svhn_summary.json")
     plots.histograms(hist["widest"], results / "svhn_widest_box.png", "Widest digit box per image", "pixels")
     plots.histograms(hist["tallest"], results / "svhn_tallest_box.png", "Tallest digit box per image", "pixels")
+    print(f"data: {summary['data']} ({summary['source']})")
     print(format_table(summary, cfg.max_digits))
     print(f"\nwrote {out}, {results / 'svhn_summary.json'}, {results / 'svhn_widest_box.png'}, "
           f"{results / 'svhn_tallest_box.png'} in {summary['seconds']:.1f} s")

@@ -57,11 +57,6 @@ class ModelConfig:
             raise HousenumError(f"model input must be at least 4x4x1, got {self.image_size}x{self.image_size}x{self.channels}")
         if not 0.0 < self.keep_prob <= 1.0:
             raise HousenumError(f"keep_prob must be in (0, 1], got {self.keep_prob}")
-        if self.image_size % (2 ** len(self.conv_depths)) != 0:
-            raise HousenumError(
-                f"image size {self.image_size} must be divisible by 2^{len(self.conv_depths)} "
-                f"for {len(self.conv_depths)} max-pool layers"
-            )
         if any(d <= 0 for d in self.conv_depths + self.fc_units):
             raise HousenumError(f"layer sizes must be positive, got conv {self.conv_depths} fc {self.fc_units}")
 

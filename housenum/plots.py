@@ -25,13 +25,13 @@ def _save(fig, path: Path) -> Path:
 def accuracy_vs_steps(history: Iterable[dict], path: Path, title: str = "validation accuracy") -> Path:
     """Validation whole-sequence accuracy and training loss against steps, from the run's CSV rows."""
     rows = list(history)
-    acc = [(r["step"], r["valid_sequence_accuracy"]) for r in rows if r.get("valid_sequence_accuracy", "") != ""]
+    acc = [(r["step"], r["valid_accuracy"]) for r in rows if r.get("valid_accuracy", "") != ""]
     loss = [(r["step"], r["loss"]) for r in rows if r.get("loss", "") != ""]
     fig, ax = plt.subplots(figsize=(7, 4))
     if acc:
         ax.plot(*zip(*acc), marker="o", ms=3, color="tab:blue", label="validation accuracy")
     ax.set_xlabel("training step")
-    ax.set_ylabel("whole-sequence accuracy")
+    ax.set_ylabel("accuracy (whole sequence)")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     if loss:
@@ -57,4 +57,24 @@ def histograms(series: dict[str, Sequence[float]], path: Path, title: str, xlabe
     ax.set_ylabel("share of images")
     ax.grid(alpha=0.3)
     ax.legend()
+    return _save(fig, path)
+
+
+def layer_sweep(rows: Sequence[dict], path: Path) -> Path:
+    """The study's chart: test accuracy against steps, dotted FC-only, solid convolutional, one colour
+    per depth (shared by both families), a legend entry per configuration."""
+    fig, ax = plt.subplots(figsize=(8, 5))
+    cmap = plt.get_cmap("tab10")
+    for r in rows:
+        pts = [(float(h["step"]), float(h["test_accuracy"])) for h in r["history"] if h.get("test_accuracy") not in ("", None)]
+        if not pts:
+            continue
+        ax.plot(*zip(*pts), linestyle=":" if r["family"] == "fc" else "-", lw=2, color=cmap((r["layers"] - 1) % 10),
+                marker="o" if len(pts) < 3 else None, label=f"{r['layers']} layers, {'FC only' if r['family'] == 'fc' else 'conv'}")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("test accuracy (whole sequence)")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.set_title("Layer sweep: fully connected only (dotted) vs convolutional (solid)")
+    ax.legend(fontsize=8, loc="lower right", ncol=2)
     return _save(fig, path)

@@ -8,7 +8,6 @@ third of the number's size around it, as in training) for the best reading.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -53,10 +52,8 @@ class Reader:
         meta_path = path.with_name("model.json")
         if not meta_path.is_file():
             raise HousenumError(f"{meta_path} is missing: the model's settings travel beside model.keras")
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import housenum.model  # noqa: F401  (quiet TensorFlow import; registers the custom layer)
         import keras
-
-        import housenum.model  # noqa: F401  (registers the custom layer for loading)
 
         try:
             self.model = keras.saving.load_model(path, compile=False)

@@ -130,6 +130,17 @@ def _stats(v: np.ndarray) -> dict:
     return {"mean": round(float(v.mean()), 2), "max": float(v.max()), "p98": float(np.percentile(v, 98))}
 
 
+@dataclass
+class Data:
+    """In-memory arrays for training: images float32 (N, H, W, C); labels int32 (N, 1 + max_digits) for
+    numbers or (N,) for letters. `description` says what the data is (real or synthetic, where from)."""
+
+    train: tuple[np.ndarray, np.ndarray]
+    valid: tuple[np.ndarray, np.ndarray]
+    test: tuple[np.ndarray, np.ndarray]
+    description: str = ""
+
+
 # ------------------------------------------------------------------------------------------- the work
 def _process_chunk(task):
     """Worker: load, crop and normalise a block of records. Returns arrays plus per-record status."""
@@ -319,14 +330,38 @@ def _append(writer: _Writer, recs: list[_Record], images: np.ndarray, sel: np.nd
         writer.append(images[sel], np.stack([recs[i].label for i in sel]), [f"{split}/{recs[i].name}" for i in sel])
 
 
+def _origins(root: Path, splits: Sequence[str]) -> dict[str, str]:
+    """Where each split came from (download, mirror, synthetic), from step 1's extraction record."""
+    out = {}
+    for s in splits:
+        marker = root / f".{s}.extracted.json"
+        try:
+            out[s] = json.loads(marker.read_text()).get("origin", "unknown")
+        except (OSError, ValueError):
+            out[s] = "unknown"
+    return out
+
+
+def describe_origin(origins: dict[str, str]) -> str:
+    kinds = set(origins.values())
+    if kinds == {"synthetic"}:
+        return "synthetic SVHN-format data"
+    if kinds <= {"download", "mirror"}:
+        return "real SVHN"
+    return "SVHN of mixed or unknown origin (" + ", ".join(f"{k}: {v}" for k, v in origins.items()) + ")"
+
+
 def _source_stamps(present: dict[str, Path]) -> dict:
     return {s: {"path": str(p.resolve()), "size": p.stat().st_size, "mtime": int(p.stat().st_mtime)}
             for s, p in present.items()}
 
 
 def _summary_dict(summaries, writers, cfg, root, present, seconds) -> dict:
+    origins = _origins(Path(root), list(summaries))
     return {
         "source": str(Path(root).resolve()),
+        "origin": origins,
+        "data": describe_origin(origins),
         "config": asdict(cfg),
         "splits": {s: {**asdict(v), "average_digits": round(v.average_digits, 4)} for s, v in summaries.items()},
         "output_rows": {s: w.n for s, w in writers.items()},
@@ -339,8 +374,6 @@ def load_svhn(path: Path | str, image_size: int | None = None, check_sources: bo
     """The preprocessed arrays as `housenum.train.Data`, with clear errors for a missing, foreign, stale
     or mismatched file."""
     import h5py
-
-    from housenum.train import Data
 
     path = Path(path)
     if not path.is_file():
@@ -373,7 +406,8 @@ def load_svhn(path: Path | str, image_size: int | None = None, check_sources: bo
         except KeyError as exc:
             raise DataError(f"{path} lacks {exc}; run preprocess_svhn.py again") from exc
         summary = json.loads(h5.attrs["summary"])
-    desc = f"{summary['source']} ({', '.join(f'{s} {len(v[0]):,}' for s, v in parts.items())} rows)"
+    desc = (f"{summary.get('data', 'SVHN')} from {summary['source']} "
+            f"({', '.join(f'{s} {len(v[0]):,}' for s, v in parts.items())} rows)")
     return Data(parts["train"], parts["valid"], parts["test"], description=desc)
 
 

@@ -23,11 +23,10 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from housenum import quiet_tf  # noqa: F401,E402  (first: imports TensorFlow without its banner)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -37,13 +36,15 @@ from housenum import metrics as M  # noqa: E402
 from housenum.config import RunConfig  # noqa: E402
 from housenum.errors import DataError, HousenumError  # noqa: E402
 from housenum.model import build_model, count_params, kernel_weights  # noqa: E402
+from housenum.preprocess import Data  # noqa: E402,F401  (the arrays a Trainer takes)
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 # Train settings a resumed run may change: more steps, other eval/checkpoint intervals.
 RESUMABLE_CHANGES = ("steps", "eval_every", "checkpoint_every", "eval_batch")
+# valid_accuracy / test_accuracy: whole-sequence accuracy for SVHN, class accuracy for letters.
 LOG_FIELDS = (
-    "step", "loss", "learning_rate", "valid_sequence_accuracy", "valid_length_accuracy",
-    "valid_digit_accuracy", "elapsed_s", "images_per_s",
+    "step", "loss", "learning_rate", "valid_accuracy", "valid_length_accuracy", "valid_digit_accuracy",
+    "test_accuracy", "elapsed_s", "images_per_s",
 )
 
 
@@ -167,22 +168,20 @@ def predict_logits(model: keras.Model, images: np.ndarray, batch: int = 1000) ->
     fn = _inference_fn(model)
     parts: dict[str, list] = {}
     for start in range(0, len(images), batch):
-        chunk = images[start:start + batch]
-        n = len(chunk)
-        if n < batch and len(images) > batch:  # pad so the traced function keeps one shape
-            chunk = np.concatenate([chunk, np.zeros((batch - n,) + chunk.shape[1:], chunk.dtype)])
-        out = fn(tf.constant(chunk))
+        out = fn(tf.constant(images[start:start + batch], tf.float32))
         for k, v in out.items():
-            parts.setdefault(k, []).append(v.numpy()[:n])
+            parts.setdefault(k, []).append(v.numpy())
     if not parts:
         return {k: np.zeros((0,) + tuple(o.shape[1:]), np.float32) for k, o in model.output.items()}
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
 def _inference_fn(model):
+    """One traced inference function per model, for any batch size."""
     fn = getattr(model, "_housenum_infer", None)
     if fn is None:
-        fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        spec = tf.TensorSpec((None,) + tuple(model.input.shape[1:]), tf.float32)
+        fn = tf.function(lambda x: model(x, training=False), input_signature=[spec])
         model._housenum_infer = fn
     return fn
 
@@ -200,27 +199,18 @@ def headline(m: dict) -> float:
 
 
 # -------------------------------------------------------------------------------------------------- loop
-@dataclass
-class Data:
-    """In-memory arrays: images float32 (N, H, W, C); labels int32 (N, 1 + max_digits) or (N,)."""
-
-    train: tuple[np.ndarray, np.ndarray]
-    valid: tuple[np.ndarray, np.ndarray]
-    test: tuple[np.ndarray, np.ndarray]
-    description: str = ""
-
-
 class Trainer:
     """Trains one configuration into `run_dir` (CSV log, TensorBoard scalars, checkpoints, model, metrics)."""
 
     def __init__(self, cfg: RunConfig, data: Data, run_dir: Path | str, strategy=None,
-                 log: Callable[[str], None] = print, progress: bool = True):
+                 log: Callable[[str], None] = print, progress: bool = True, test_during: bool = False):
         self.cfg = cfg.validate()
         self.data = data
         self.run_dir = Path(run_dir)
         self.strategy = strategy or tf.distribute.get_strategy()
         self.log = log
         self.progress = progress
+        self.test_during = test_during  # also score the test set at every evaluation (the layer sweep's chart)
         self.chief = is_chief(self.strategy)
         self._check_data()
 
@@ -314,6 +304,7 @@ class Trainer:
             iterator = iter(dist)
             bar = _progress(start, tcfg.steps, self.progress and self.chief)
             step, t0, seen_t0 = start, time.perf_counter(), start
+            done_before = float(history[-1]["elapsed_s"]) if history and history[-1].get("elapsed_s") != "" else 0.0
             log_every = min(100, tcfg.eval_every)
             while step < tcfg.steps:
                 # run until the next log / eval / checkpoint boundary inside one tf.function call
@@ -330,17 +321,19 @@ class Trainer:
                     )
                 row = {"step": step, "loss": loss, "learning_rate": self._lr(step)}
                 elapsed = time.perf_counter() - t0
-                row["elapsed_s"] = round(elapsed, 3)
+                row["elapsed_s"] = round(done_before + elapsed, 3)  # training time over all sessions
                 row["images_per_s"] = round((step - seen_t0) * tcfg.batch_size / max(elapsed, 1e-9), 1)
                 if step % tcfg.eval_every == 0 or step == tcfg.steps:
                     vm = evaluate(self.model, *self.data.valid, batch=tcfg.eval_batch) if len(self.data.valid[0]) else None
                     if vm is not None:
                         acc = headline(vm)
-                        row["valid_sequence_accuracy"] = acc
+                        row["valid_accuracy"] = acc
                         row["valid_length_accuracy"] = vm.get("length_accuracy", "")
                         row["valid_digit_accuracy"] = vm.get("digit_accuracy", "")
                         if acc > self.best.numpy():
                             self.best.assign(acc)
+                        if self.test_during and len(self.data.test[0]):
+                            row["test_accuracy"] = headline(evaluate(self.model, *self.data.test, batch=tcfg.eval_batch))
                         bar.write(f"step {step:>7}  loss {loss:8.4f}  lr {row['learning_rate']:.4g}  "
                                   f"valid accuracy {acc:.4f}  ({row['images_per_s']:.0f} img/s)")
                 if log:
@@ -348,8 +341,8 @@ class Trainer:
                     history.append(row)
                 if tb:
                     with tb.as_default(step=step):
-                        for key in ("loss", "learning_rate", "valid_sequence_accuracy",
-                                    "valid_length_accuracy", "valid_digit_accuracy", "images_per_s"):
+                        for key in ("loss", "learning_rate", "valid_accuracy", "valid_length_accuracy",
+                                    "valid_digit_accuracy", "test_accuracy", "images_per_s"):
                             if row.get(key, "") != "":
                                 tf.summary.scalar(key, row[key])
                     tb.flush()
@@ -405,6 +398,7 @@ class Trainer:
             "run_dir": str(self.run_dir),
             "data": self.data.description,
             "steps": int(self.optimizer.iterations.numpy()),
+            "train_seconds": float(history[-1]["elapsed_s"]) if history and history[-1].get("elapsed_s") != "" else 0.0,
             "parameters": count_params(self.model),
             "best_valid_accuracy": float(self.best.numpy()),
             "valid": valid,

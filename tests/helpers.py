@@ -20,7 +20,7 @@ def random_labels(rng: np.random.Generator, n: int, max_digits: int = 5) -> np.n
 
 
 def random_data(n_train: int = 400, n_eval: int = 50, seed: int = 0, size: int = 32):
-    from housenum.train import Data
+    from housenum.preprocess import Data
 
     rng = np.random.default_rng(seed)
 

@@ -6,7 +6,6 @@ Nothing here touches the internet: the download table is patched to point at 127
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import hashlib
 import http.server
 import io

@@ -158,7 +158,6 @@ def test_same_seed_same_validation_split(tmp_path):
         preprocess_svhn(root / "svhn", tmp_path / f"o{i}.h5", cfg, workers=1 + i, progress=False, log=lambda s: None)
         with h5py.File(tmp_path / f"o{i}.h5") as f:
             names.append(sorted(f["valid/names"][()].tolist()))
-            images = f["valid/images"][()]
     assert names[0] == names[1] and len(names[0]) == 3
     preprocess_svhn(root / "svhn", tmp_path / "o9.h5", replace(cfg, seed=9), progress=False, log=lambda s: None)
     with h5py.File(tmp_path / "o9.h5") as f:
