@@ -2,8 +2,9 @@
 
 Writes a split of --n images into a temporary folder under /tmp (removed afterwards) once per worker
 count in --workers, and prints images, seconds and images/s for each; with --archives it also times
-write_svhn_archives for `--synthetic N` sizes (train N, test N/4, extra N/10, tar.gz included). Prints
-figures only; asserts nothing about speed.
+write_svhn_archives for `--synthetic N` sizes (train N, test N/4, extra N/10, tar.gz included). Beside
+wall-clock images/s it prints CPU ms per image (this process and its workers), which other jobs on a shared
+machine do not distort, and the load average before the run. Prints figures only; asserts nothing.
 
   .venv/bin/python bench/bench_synthetic.py                          # 2,000 images, 1 and 2 workers
   .venv/bin/python bench/bench_synthetic.py --n 20000 --workers 2    # the 20,000-number target
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import os
 import platform
+import resource
 import shutil
 import sys
 import tempfile
@@ -30,6 +32,12 @@ from housenum.cli import make_parser, run  # noqa: E402
 from housenum.errors import DataError  # noqa: E402
 
 
+def cpu_seconds() -> float:
+    """User + system CPU time of this process and its finished workers."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = make_parser(__doc__)
     parser.add_argument("--n", type=int, default=2000, help="images per timed split")
@@ -41,16 +49,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.n < 1 or any(w < 1 for w in args.workers):
         raise DataError(f"--n and --workers: expected positive integers, got {args.n} and {args.workers}")
 
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
-    print(f"{'what':<34} {'images':>8} {'seconds':>9} {'images/s':>9} {'MB':>8}")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+          f"load average {load}")
+    print(f"{'what':<34} {'images':>8} {'seconds':>9} {'images/s':>9} {'CPU ms/img':>11} {'MB':>8}")
     for workers in args.workers:
         work = Path(tempfile.mkdtemp(dir=args.tmp, prefix="bench-synthetic-"))
         try:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), cpu_seconds()
             folder = synthetic.write_svhn_split(work, "train", args.n, args.seed, workers=workers, progress=False)
-            dt = time.perf_counter() - t0
+            dt, cpu = time.perf_counter() - t0, cpu_seconds() - c0
             mb = sum(p.stat().st_size for p in folder.iterdir()) / 1e6
-            print(f"{f'write_svhn_split, {workers} worker(s)':<34} {args.n:>8} {dt:>9.2f} {args.n / dt:>9.1f} {mb:>8.1f}")
+            print(f"{f'write_svhn_split, {workers} worker(s)':<34} {args.n:>8} {dt:>9.2f} {args.n / dt:>9.1f} "
+                  f"{1000 * cpu / args.n:>11.1f} {mb:>8.1f}")
         finally:
             shutil.rmtree(work, ignore_errors=True)
     if args.archives:
@@ -59,11 +70,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         workers = max(args.workers)
         work = Path(tempfile.mkdtemp(dir=args.tmp, prefix="bench-synthetic-"))
         try:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), cpu_seconds()
             paths = synthetic.write_svhn_archives(work, sizes, seed=args.seed, workers=workers, progress=False)
-            dt = time.perf_counter() - t0
+            dt, cpu = time.perf_counter() - t0, cpu_seconds() - c0
             mb = sum(p.stat().st_size for p in paths) / 1e6
-            print(f"{f'write_svhn_archives, {workers} worker(s)':<34} {total:>8} {dt:>9.2f} {total / dt:>9.1f} {mb:>8.1f}")
+            print(f"{f'write_svhn_archives, {workers} worker(s)':<34} {total:>8} {dt:>9.2f} {total / dt:>9.1f} "
+                  f"{1000 * cpu / total:>11.1f} {mb:>8.1f}")
         finally:
             shutil.rmtree(work, ignore_errors=True)
     return 0
