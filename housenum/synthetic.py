@@ -673,7 +673,7 @@ class _Renderer:
         font_path = _font_path(cfg.fonts[int(rng.integers(len(cfg.fonts)))])
         ink_h = hb * rng.uniform(*cfg.ink_fill)
         size = max(6, int(round(ink_h / _digit_ink_height(font_path))))
-        stroke = int(round(rng.uniform(0.02, 0.07) * size)) if rng.random() < cfg.bold_prob else 0
+        stroke = int(round(rng.uniform(0.02, 0.045) * size)) if rng.random() < cfg.bold_prob else 0
 
         glyphs = [_glyph(str(d), font_path, size, stroke) for d in digits]
         natural = np.array([g[0].shape[1] for g in glyphs], dtype=np.float64)
