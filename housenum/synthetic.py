@@ -42,7 +42,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from housenum.digitstruct import FIELDS, write_digitstruct
-from housenum.errors import DataError
+from housenum.errors import DataError, HousenumError
 
 SPLITS = ("train", "test", "extra")  # the official archives, in the order they are written
 STATS_PATH = Path(__file__).resolve().parent / "resources" / "svhn_label_stats.json"
@@ -127,26 +127,26 @@ class SyntheticConfig:
 
     def __post_init__(self) -> None:
         if not self.fonts:
-            raise ValueError("SyntheticConfig.fonts: expected at least one font file name, got none")
+            raise HousenumError("SyntheticConfig.fonts: expected at least one font file name, got none")
         if not 1 <= self.max_length <= 5:
-            raise ValueError(f"SyntheticConfig.max_length: expected 1..5, got {self.max_length}")
+            raise HousenumError(f"SyntheticConfig.max_length: expected 1..5, got {self.max_length}")
         if not 0.0 <= self.six_digit_share <= 1.0:
-            raise ValueError(f"SyntheticConfig.six_digit_share: expected 0..1, got {self.six_digit_share}")
+            raise HousenumError(f"SyntheticConfig.six_digit_share: expected 0..1, got {self.six_digit_share}")
         for name in ("bold_prob", "outline_prob", "edge_touch_prob", "plate_prob", "clutter_prob",
                      "light_prob", "lowres_prob", "jpeg_prob"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
-                raise ValueError(f"SyntheticConfig.{name}: expected a probability 0..1, got {value}")
+                raise HousenumError(f"SyntheticConfig.{name}: expected a probability 0..1, got {value}")
         for name in ("ink_fill", "ink_width", "severity", "margin_x", "margin_y", "contrast", "blur", "noise", "jpeg_quality"):
             lo, hi = getattr(self, name)
             if name not in ("margin_x", "margin_y", "severity") and lo > hi:
-                raise ValueError(f"SyntheticConfig.{name}: expected (low, high) with low <= high, got {(lo, hi)}")
+                raise HousenumError(f"SyntheticConfig.{name}: expected (low, high) with low <= high, got {(lo, hi)}")
         if not (0.0 < self.contrast[0] and self.contrast[1] <= 1.0):
-            raise ValueError(f"SyntheticConfig.contrast: expected 0 < low <= high <= 1, got {self.contrast}")
+            raise HousenumError(f"SyntheticConfig.contrast: expected 0 < low <= high <= 1, got {self.contrast}")
         if min(self.severity) <= 0:
-            raise ValueError(f"SyntheticConfig.severity: expected Beta parameters > 0, got {self.severity}")
+            raise HousenumError(f"SyntheticConfig.severity: expected Beta parameters > 0, got {self.severity}")
         if self.min_height < 4 or self.max_image_side < 32:
-            raise ValueError(f"SyntheticConfig: min_height >= 4 and max_image_side >= 32 expected, "
+            raise HousenumError(f"SyntheticConfig: min_height >= 4 and max_image_side >= 32 expected, "
                              f"got {self.min_height} and {self.max_image_side}")
 
 
@@ -648,7 +648,7 @@ class _Renderer:
                 return out
             # A long, tall number drawn wide may not fit max_image_side: draw it smaller.
             height = max(float(self.cfg.min_height), height * 0.8)
-        raise ValueError(f"digits {digits}: a number of {len(digits)} digits does not fit max_image_side "
+        raise HousenumError(f"digits {digits}: a number of {len(digits)} digits does not fit max_image_side "
                          f"{self.cfg.max_image_side} even at min_height {self.cfg.min_height}")
 
     def _render(self, digits: list[int], height: float, st: dict) -> tuple[Image.Image, np.ndarray] | None:
@@ -1057,9 +1057,9 @@ def _checked_digits(digits: Sequence[int]) -> list[int]:
     try:
         values = [int(d) for d in digits]
     except (TypeError, ValueError):
-        raise ValueError(f"digits: expected a sequence of integers 0..9, got {digits!r}") from None
+        raise DataError(f"digits: expected a sequence of integers 0..9, got {digits!r}") from None
     if not 1 <= len(values) <= 6 or any(not 0 <= d <= 9 or d != dd for d, dd in zip(values, digits)):
-        raise ValueError(f"digits: expected 1..6 integers 0..9, got {list(digits)!r}")
+        raise DataError(f"digits: expected 1..6 integers 0..9, got {list(digits)!r}")
     return values
 
 

@@ -14,7 +14,7 @@ from scipy import stats as scipy_stats
 
 from housenum import synthetic
 from housenum.digitstruct import FIELDS, read_digitstruct
-from housenum.errors import DataError
+from housenum.errors import DataError, HousenumError
 
 SIZES = {"train": 12, "test": 3, "extra": 2}  # train >= 8 so that workers=2 really uses the process pool
 
@@ -207,14 +207,14 @@ def test_split_sizes_and_input_errors(tmp_path):
         synthetic.write_svhn_archives(tmp_path, {"train": 0})
     with pytest.raises(DataError, match="seed"):
         synthetic.write_svhn_archives(tmp_path, {"train": 1}, seed=-1)
-    with pytest.raises(ValueError, match="digits"):
+    with pytest.raises(DataError, match="digits"):
         synthetic.render_number([1, 12], np.random.default_rng(0))
     with pytest.raises(DataError, match="font 'NoSuchFont.ttf'"):
         synthetic.render_number([1], np.random.default_rng(0), synthetic.SyntheticConfig(fonts=("NoSuchFont.ttf",)))
     with pytest.raises(DataError, match="not found"):
         synthetic.render_number([1], np.random.default_rng(0),
                                 synthetic.SyntheticConfig(stats_path=str(tmp_path / "none.json")))
-    with pytest.raises(ValueError, match="max_length"):
+    with pytest.raises(HousenumError, match="max_length"):
         synthetic.SyntheticConfig(max_length=7)
     assert list(tmp_path.iterdir()) == []  # failed calls leave nothing behind
 
