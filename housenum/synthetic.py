@@ -41,7 +41,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from housenum.digitstruct import FIELDS, write_digitstruct
+from housenum.digitstruct import write_digitstruct
 from housenum.errors import DataError, HousenumError
 
 SPLITS = ("train", "test", "extra")  # the official archives, in the order they are written

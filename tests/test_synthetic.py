@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import tarfile
 from pathlib import Path
@@ -141,7 +140,7 @@ def test_digits_uniform_and_six_digit_share():
     cfg = synthetic.SyntheticConfig(six_digit_share=0.5)
     lengths = [len(synthetic.sample_digits(synthetic.image_rng(1, "six", i), cfg)) for i in range(60)]
     assert 6 in lengths and max(lengths) == 6
-    img, boxes = synthetic.render_number([1, 2, 3, 4, 5, 6], np.random.default_rng(1), cfg)
+    _, boxes = synthetic.render_number([1, 2, 3, 4, 5, 6], np.random.default_rng(1), cfg)
     assert len(boxes) == 6
 
 
