@@ -78,6 +78,7 @@ def _history(run_dir: Path) -> list[dict]:
 def run_sweep(entries: Sequence[SweepEntry], train: TrainConfig, data, results_dir: Path | str, *,
               force: bool = False, progress: bool = True, log: Callable[[str], None] = print) -> list[dict]:
     """Train (or read back) every entry; write layer_sweep.csv and the chart; return one row per entry."""
+    from housenum import quiet_tf  # noqa: F401  (before TensorFlow: no start-up banner)
     import tensorflow as tf
 
     from housenum.model import build_model, count_params
