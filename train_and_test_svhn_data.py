@@ -60,6 +60,9 @@ def build_parser(base: RunConfig) -> argparse.ArgumentParser:
     g.add_argument("--keep-prob", type=float, default=m.keep_prob, help="dropout keep probability (1: none)")
     g.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=m.batch_norm,
                    help="batch normalisation instead of LRN after each conv")
+    g.add_argument("--convs-per-block", type=int, default=m.convs_per_block, help="conv layers before each pool")
+    g.add_argument("--augment", type=float, default=m.augment,
+                   help="training-only random shift, fraction of the side (0: off)")
     g = p.add_argument_group("training")
     g.add_argument("--steps", type=int, default=t.steps, help="training steps")
     g.add_argument("--batch-size", type=int, default=t.batch_size, help="global batch size")
@@ -84,7 +87,7 @@ def config_from_args(args) -> RunConfig:
     model = dataclasses.replace(
         base.model, image_size=args.image_size, conv_depths=args.conv_depths, patch=args.patch,
         lrn_alpha=args.lrn_alpha, lrn_beta=args.lrn_beta, fc_units=args.fc_units, keep_prob=args.keep_prob,
-        batch_norm=args.batch_norm,
+        batch_norm=args.batch_norm, convs_per_block=args.convs_per_block, augment=args.augment,
     )
     train = dataclasses.replace(
         base.train, steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,

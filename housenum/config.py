@@ -45,7 +45,9 @@ class ModelConfig:
     lrn_beta: float = 0.75  # study: beta 0.75
     fc_units: tuple[int, ...] = (128, 64, 16)  # hidden fully connected ReLU layers
     keep_prob: float = 0.8  # dropout keep probability after each hidden FC layer (1.0 = no dropout)
-    batch_norm: bool = False  # batch normalisation after each conv (not in the study; `improved` uses it)
+    batch_norm: bool = False  # batch normalisation instead of LRN after each conv (not in the study)
+    convs_per_block: int = 1  # conv layers before each pool (study: 1; VGG-style blocks use 2)
+    augment: float = 0.0  # training-only random shift of up to this fraction of the side (0: off)
     max_digits: int = MAX_DIGITS  # number of digit heads; the length head has max_digits + 1 classes (0..5)
     num_classes: int = NUM_DIGIT_CLASSES  # classes per digit head
     task: str = "sequence"  # "sequence": length + digit heads (SVHN); "single": one class head (notMNIST)
@@ -57,6 +59,10 @@ class ModelConfig:
             raise HousenumError(f"model input must be at least 4x4x1, got {self.image_size}x{self.image_size}x{self.channels}")
         if not 0.0 < self.keep_prob <= 1.0:
             raise HousenumError(f"keep_prob must be in (0, 1], got {self.keep_prob}")
+        if self.convs_per_block < 1 or not 0.0 <= self.augment < 0.5:
+            raise HousenumError(
+                f"convs_per_block must be >= 1 and augment in [0, 0.5); got {self.convs_per_block}, {self.augment}"
+            )
         if any(d <= 0 for d in self.conv_depths + self.fc_units):
             raise HousenumError(f"layer sizes must be positive, got conv {self.conv_depths} fc {self.fc_units}")
 

@@ -47,15 +47,21 @@ def build_model(cfg: ModelConfig, name: str = "house_number_reader") -> keras.Mo
     init = keras.initializers.GlorotUniform  # Xavier, as the study
     inputs = keras.Input((cfg.image_size, cfg.image_size, cfg.channels), name="image")
     x = inputs
+    if cfg.augment:
+        # training only (Keras random layers pass inputs through when training=False); the seed
+        # generator's state is a model variable, so resumed runs draw the same shifts
+        x = keras.layers.RandomTranslation(cfg.augment, cfg.augment, fill_mode="nearest", name="shift")(x)
     for i, depth in enumerate(cfg.conv_depths, start=1):
-        x = keras.layers.Conv2D(
-            depth, cfg.patch, padding="same", activation=None if cfg.batch_norm else "relu",
-            kernel_initializer=init(), use_bias=not cfg.batch_norm, name=f"conv{i}",
-        )(x)
-        if cfg.batch_norm:
-            x = keras.layers.BatchNormalization(name=f"bn{i}")(x)
-            x = keras.layers.ReLU(name=f"relu{i}")(x)
-        else:
+        for j in range(cfg.convs_per_block):
+            suffix = f"{i}" if cfg.convs_per_block == 1 else f"{i}_{j + 1}"
+            x = keras.layers.Conv2D(
+                depth, cfg.patch, padding="same", activation=None if cfg.batch_norm else "relu",
+                kernel_initializer=init(), use_bias=not cfg.batch_norm, name=f"conv{suffix}",
+            )(x)
+            if cfg.batch_norm:
+                x = keras.layers.BatchNormalization(name=f"bn{suffix}")(x)
+                x = keras.layers.ReLU(name=f"relu{suffix}")(x)
+        if not cfg.batch_norm:
             x = LocalResponseNorm(cfg.lrn_radius, cfg.lrn_bias, cfg.lrn_alpha, cfg.lrn_beta, name=f"lrn{i}")(x)
         # SAME pooling: identical to VALID on 32x32 input, and takes 28x28 letters to 14, 7, 4
         x = keras.layers.MaxPooling2D(2, strides=2, padding="same", name=f"pool{i}")(x)
