@@ -1,0 +1,519 @@
+"""Benchmark: training throughput (ours vs a TF1-style graph of the study's network) and prediction latency.
+
+1. Training, images/s, same network, batch and random data (--images seeded 32x32 images, valid labels):
+   * ours: the project's real training path, `Trainer`'s compiled chunk (the function `_make_train_fn()`
+     returns, a tf.function looping over steps under the default tf.distribute strategy) fed by the
+     tf.data pipeline `make_distributed_dataset` builds, called in chunks of at most 100 steps with the
+     loss read back after each, as `Trainer.fit` does. Tracing and --warmup steps are run first and not
+     timed; evaluation, logging and checkpoints (fit's work between chunks) are not timed either.
+   * TF1-style: the same seed network written as in the study's era (tf.compat.v1 graph, placeholders +
+     feed_dict, one Session.run per step, GradientDescentOptimizer, batches sliced at
+     (step * batch) % (N - batch)), in a separate process so that disable_eager_execution cannot leak.
+     Both start from the same initial weights; the initial loss of each (dropout off) is printed as a
+     check that the two networks are the same.
+   Best of --repeat timed runs of --steps steps each; wall-clock images/s plus CPU ms per image (all
+   threads of the process), which other jobs on a shared machine distort less than wall-clock time.
+2. Prediction, ms per photo after the model is loaded: the seed network (untrained) exported as training
+   exports it, loaded with `housenum.predict.Reader`, reading --photos JPEGs of random sizes between
+   100x50 and 1600x1200 plus the real SVHN PNGs of the mirror's matlab/ folder: `read_photos` on all of
+   them (batched, end-to-end: decode + preprocessing + model), the split between loading/preprocessing
+   (`load_photo`) and the model (`Reader.read_arrays`), and one photo at a time (a batch of 1).
+
+Prints figures only; asserts nothing about speed. The default run takes about 2-3 minutes on 2 cores.
+
+  .venv/bin/python bench/bench_train.py                                # both parts, seed network
+  .venv/bin/python bench/bench_train.py --part train --steps 500 --repeat 5
+  .venv/bin/python bench/bench_train.py --part train --preset improved # ours only (TF1 mirrors the seed net)
+  .venv/bin/python bench/bench_train.py --part predict --photos 128
+  .venv/bin/python bench/bench_train.py --threads 1                    # one intra-op thread in both
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from housenum.cli import make_parser, run  # noqa: E402
+from housenum.config import BLANK, preset, seed_network  # noqa: E402
+from housenum.errors import DataError, HousenumError  # noqa: E402
+
+DEFAULT_MIRROR = REPO.parent / "shared" / "data" / "svhn"
+FIT_CHUNK = 100  # Trainer.fit runs at most min(100, eval_every) steps per tf.function call
+PHOTO_MIN, PHOTO_MAX = (100, 50), (1600, 1200)  # random photo sizes (width, height), inclusive
+LATENCY_TARGET_MS = 50.0  # the issue's target per photo on 2 CPU cores
+
+
+# --------------------------------------------------------------------------------------------- machine
+def machine_lines() -> list[str]:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return [
+        f"machine: {cpu}, nproc {os.cpu_count()}, {platform.machine()}, Python {platform.python_version()}",
+        f"load average (1, 5, 15 min) at start: {load}",
+    ]
+
+
+def load_now() -> str:
+    return f"{os.getloadavg()[0]:.2f}"
+
+
+def threads_text(intra: int, inter: int) -> str:
+    def one(n):
+        return f"{n}" if n else f"0 (TensorFlow default: one per core, {os.cpu_count()})"
+    return f"intra-op {one(intra)}, inter-op {one(inter)}"
+
+
+# ------------------------------------------------------------------------------------------------ data
+def make_data(n: int, seed: int, size: int = 32, max_digits: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded random standardised images and valid labels [length 1..max_digits, digits, BLANK past it].
+
+    Both implementations call this with the same arguments (the TF1 one in its own process), so they train
+    on identical arrays without passing 80 MB between processes."""
+    rng = np.random.default_rng(seed)
+    images = rng.standard_normal((n, size, size, 1), dtype=np.float32)
+    lengths = rng.integers(1, max_digits + 1, n)
+    digits = rng.integers(0, 10, (n, max_digits))
+    past = np.arange(max_digits)[None, :] >= lengths[:, None]
+    labels = np.concatenate([lengths[:, None], np.where(past, BLANK, digits)], axis=1).astype(np.int32)
+    return images, labels
+
+
+# -------------------------------------------------------------------------------------------- ours
+def set_threads(intra: int, inter: int) -> None:
+    """Must run before TensorFlow's runtime starts (the first op)."""
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(intra)
+    tf.config.threading.set_inter_op_parallelism_threads(inter)
+
+
+def bench_ours(cfg, images, labels, steps: int, warmup: int, repeat: int, work: Path, progress: bool) -> dict:
+    """Time the Trainer's compiled chunk on its own input pipeline. Also writes the initial weights to
+    work/initial_weights.npz and the initial loss (dropout off) for the TF1 comparison."""
+    import tensorflow as tf
+    from tqdm import tqdm
+
+    from housenum.model import count_params, kernel_weights
+    from housenum.preprocess import Data
+    from housenum.train import Trainer, make_distributed_dataset, per_example_loss
+
+    empty = (images[:0], labels[:0])
+    trainer = Trainer(cfg, Data((images, labels), empty, empty, "bench random data"), work / "ours",
+                      log=lambda s: None, progress=False)
+    trainer._build()  # model, optimiser and checkpoint objects exactly as fit() makes them
+    model = trainer.model
+    np.savez(work / "initial_weights.npz", **{v.path: v.numpy() for v in model.trainable_variables})
+    batch = cfg.train.batch_size
+    xb, yb = tf.constant(images[:batch]), tf.constant(labels[:batch])
+    out = model(xb, training=False)
+    l2 = cfg.train.l2 * tf.add_n([tf.nn.l2_loss(w) for w in kernel_weights(model)])
+    initial_loss = float(tf.reduce_mean(per_example_loss(out, yb)) + l2)
+
+    chunk_fn = trainer._make_train_fn()
+    chunk = min(FIT_CHUNK, cfg.train.eval_every, steps)
+    total = warmup + repeat * steps
+    dist = make_distributed_dataset(trainer.strategy, images, labels, batch, cfg.train.seed, 0, total)
+    iterator = iter(dist)
+
+    def run_steps(n: int, bar) -> float:
+        loss = float("nan")
+        while n > 0:
+            k = min(chunk, n)
+            loss = float(chunk_fn(iterator, tf.constant(k)))  # reading the loss waits for the chunk, as fit does
+            n -= k
+            bar.update(k)
+        return loss
+
+    t0 = time.perf_counter()
+    with tqdm(total=warmup, desc="ours warm-up", unit="step", disable=not progress, leave=False) as bar:
+        run_steps(warmup, bar)
+    warmup_s = time.perf_counter() - t0
+    runs = []
+    for r in range(repeat):
+        with tqdm(total=steps, desc=f"ours run {r + 1}/{repeat}", unit="step", disable=not progress,
+                  leave=False) as bar:
+            t0, c0 = time.perf_counter(), time.process_time()
+            loss = run_steps(steps, bar)
+            runs.append((time.perf_counter() - t0, time.process_time() - c0, loss))
+    return {
+        "runs": runs, "warmup_s": warmup_s, "initial_loss": initial_loss, "params": count_params(model),
+        "chunk": chunk, "final_step": int(trainer.optimizer.iterations.numpy()),
+    }
+
+
+# ------------------------------------------------------------------------------------------ TF1-style
+def tf1_worker(spec_path: str) -> int:
+    """The study-era implementation, run in its own process (`--tf1-worker SPEC.json`)."""
+    spec = json.loads(Path(spec_path).read_text())
+    from housenum import quiet_tf  # noqa: F401  (TensorFlow without its banner)
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")  # v1 deprecation notices are expected here
+    v1 = tf.compat.v1
+    v1.disable_eager_execution()
+    images, labels = make_data(spec["images"], spec["seed"])
+    batch, n = spec["batch"], len(images)
+    image_size, depths, patch, fc_units, max_digits = 32, (16, 32, 64), 4, (128, 64, 16), 5
+
+    graph = tf.Graph()
+    with graph.as_default():
+        v1.set_random_seed(spec["seed"])
+        x = v1.placeholder(tf.float32, (None, image_size, image_size, 1), name="x")
+        y = v1.placeholder(tf.int32, (None, 1 + max_digits), name="y")
+        keep_prob = v1.placeholder_with_default(1.0, (), name="keep_prob")
+        xavier = v1.glorot_uniform_initializer(seed=spec["seed"])
+        zeros = v1.zeros_initializer()
+        kernels = []
+
+        def layer(name, shape):
+            w = v1.get_variable(f"{name}/kernel", shape, initializer=xavier)
+            b = v1.get_variable(f"{name}/bias", shape[-1:], initializer=zeros)
+            kernels.append(w)
+            return w, b
+
+        h, depth_in = x, 1
+        for i, depth in enumerate(depths, start=1):
+            w, b = layer(f"conv{i}", [patch, patch, depth_in, depth])
+            h = tf.nn.relu(tf.nn.conv2d(h, w, strides=[1, 1, 1, 1], padding="SAME") + b)
+            h = tf.nn.local_response_normalization(h, depth_radius=5, bias=1.0, alpha=0.1, beta=0.75)
+            h = v1.nn.max_pool(h, ksize=[1, 2, 2, 1], strides=[1, 2, 2, 1], padding="SAME")
+            depth_in = depth
+        shape = h.get_shape().as_list()
+        h = tf.reshape(h, [-1, shape[1] * shape[2] * shape[3]])
+        units_in = shape[1] * shape[2] * shape[3]
+        for i, units in enumerate(fc_units, start=1):
+            w, b = layer(f"fc{i}", [units_in, units])
+            h = v1.nn.dropout(tf.nn.relu(tf.matmul(h, w) + b), rate=1.0 - keep_prob)
+            units_in = units
+        w, b = layer("length", [units_in, max_digits + 1])
+        length_logits = tf.matmul(h, w) + b
+        # the era's five hand-written digit heads, as separate weight matrices
+        digit_heads = [layer(f"digit{i}", [units_in, 10]) for i in range(1, max_digits + 1)]
+
+        length = y[:, 0]
+        per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=length, logits=length_logits)
+        for i, (w, b) in enumerate(digit_heads):
+            mask = length > i  # no loss past the number's length
+            target = tf.where(mask, y[:, 1 + i], tf.zeros_like(length))
+            ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=target, logits=tf.matmul(h, w) + b)
+            per_example += ce * tf.cast(mask, tf.float32)
+        loss = tf.reduce_mean(per_example) + 5e-4 * tf.add_n([tf.nn.l2_loss(k) for k in kernels])
+        global_step = tf.Variable(0, trainable=False, name="global_step")
+        learning_rate = v1.train.exponential_decay(0.05, global_step, 1000, 0.98)
+        optimizer = v1.train.GradientDescentOptimizer(learning_rate).minimize(loss, global_step=global_step)
+        params = int(sum(np.prod(v.get_shape().as_list()) for v in v1.trainable_variables()))
+        init = v1.global_variables_initializer()
+
+    config = v1.ConfigProto(intra_op_parallelism_threads=spec["intra"], inter_op_parallelism_threads=spec["inter"])
+    result = {"params": params}
+    with v1.Session(graph=graph, config=config) as session:
+        session.run(init)
+        if spec.get("weights"):
+            _load_keras_weights(session, graph, spec["weights"], max_digits)
+            result["initial_loss"] = float(session.run(loss, {x: images[:batch], y: labels[:batch]}))
+
+        def run_steps(start: int, count: int, label: str) -> float:
+            value = float("nan")
+            bar = _bar(count, label, spec["progress"])
+            for step in range(start, start + count):
+                offset = (step * batch) % (n - batch)  # the study-era batch walk
+                feed = {x: images[offset:offset + batch], y: labels[offset:offset + batch], keep_prob: 0.8}
+                _, value = session.run([optimizer, loss], feed_dict=feed)
+                if (step - start + 1) % 10 == 0 or step == start + count - 1:
+                    bar.update(step - start + 1 - bar.n)
+            bar.close()
+            return float(value)
+
+        t0 = time.perf_counter()
+        run_steps(0, spec["warmup"], "TF1 warm-up")
+        result["warmup_s"] = time.perf_counter() - t0
+        runs, step = [], spec["warmup"]
+        for r in range(spec["repeat"]):
+            t0, c0 = time.perf_counter(), time.process_time()
+            value = run_steps(step, spec["steps"], f"TF1 run {r + 1}/{spec['repeat']}")
+            runs.append((time.perf_counter() - t0, time.process_time() - c0, value))
+            step += spec["steps"]
+        result["runs"] = runs
+        result["final_step"] = int(session.run(global_step))
+    tmp = Path(spec["result"] + ".tmp")
+    tmp.write_text(json.dumps(result))
+    os.replace(tmp, spec["result"])
+    return 0
+
+
+def _load_keras_weights(session, graph, path: str, max_digits: int) -> None:
+    """Start from the Keras model's initial weights; its one (16, 50) digit layer becomes five (16, 10) heads."""
+    stored = dict(np.load(path))
+    by_name = {v.op.name: v for v in graph.get_collection("variables")}
+    for name, value in stored.items():
+        if name.startswith("digits/"):
+            kind = name.split("/")[1]
+            for i in range(max_digits):
+                part = value[..., i * 10:(i + 1) * 10]
+                by_name[f"digit{i + 1}/{kind}"].load(part, session)
+        else:
+            if name not in by_name:
+                raise HousenumError(f"TF1 graph has no variable for Keras weight {name!r}; has {sorted(by_name)}")
+            by_name[name].load(value, session)
+
+
+def bench_tf1(args, work: Path, with_weights: bool) -> dict:
+    spec = {
+        "images": args.images, "seed": args.seed, "batch": args.batch_size, "steps": args.steps,
+        "warmup": args.warmup, "repeat": args.repeat, "intra": args.threads, "inter": args.inter_threads,
+        "progress": not args.no_progress, "result": str(work / "tf1_result.json"),
+        "weights": str(work / "initial_weights.npz") if with_weights else None,
+    }
+    spec_path = work / "tf1_spec.json"
+    spec_path.write_text(json.dumps(spec))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--tf1-worker", str(spec_path)], env=env)
+    result_path = Path(spec["result"])
+    if proc.returncode != 0 or not result_path.is_file():
+        raise HousenumError(f"the TF1-style subprocess failed (exit status {proc.returncode}); its output is above")
+    return json.loads(result_path.read_text())
+
+
+# -------------------------------------------------------------------------------------------- training
+def train_part(args) -> None:
+    cfg = preset(args.preset)
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, batch_size=args.batch_size))
+    cfg.validate()
+    # the TF1 graph is the study's network and optimiser, nothing else
+    study = seed_network()
+    same_train = all(getattr(cfg.train, k) == getattr(study.train, k)
+                     for k in ("optimizer", "learning_rate", "decay_rate", "decay_steps", "staircase", "l2"))
+    tf1 = cfg.model == study.model and same_train
+    if args.images < args.batch_size + 1:
+        raise DataError(f"--images must exceed --batch-size ({args.batch_size}), got {args.images}")
+    print(f"\n== training throughput: preset {args.preset}, batch {args.batch_size}, {args.images:,} random "
+          f"32x32 images (seed {args.seed}), {args.steps} timed steps x best of {args.repeat}, {args.warmup} "
+          f"warm-up steps; threads {threads_text(args.threads, args.inter_threads)}")
+    work = Path(tempfile.mkdtemp(prefix="bench-train-"))
+    try:
+        images, labels = make_data(args.images, args.seed)
+        print(f"ours: load before {load_now()}", flush=True)
+        ours = bench_ours(cfg, images, labels, args.steps, args.warmup, args.repeat, work, not args.no_progress)
+        load_ours = load_now()
+        del images, labels
+        rows = [("ours (Trainer chunk + tf.data)", ours, load_ours)]
+        theirs = None
+        if tf1:
+            print(f"TF1-style (subprocess): load before {load_now()}", flush=True)
+            theirs = bench_tf1(args, work, with_weights=True)
+            rows.append(("TF1-style (Session + feed_dict)", theirs, load_now()))
+        else:
+            print(f"TF1-style: skipped (it mirrors the seed network and SGD schedule; preset {args.preset} differs)")
+        print(f"\n{'implementation':<32} {'images/s':>9} {'ms/step':>8} {'CPU ms/img':>11} {'all runs img/s':>22} "
+              f"{'warm-up s':>9} {'load after':>10}")
+        best = {}
+        for name, r, load in rows:
+            ips = [args.steps * args.batch_size / wall for wall, _, _ in r["runs"]]
+            i = int(np.argmax(ips))
+            wall, cpu, _ = r["runs"][i]
+            best[name] = ips[i]
+            print(f"{name:<32} {ips[i]:>9.0f} {1000 * wall / args.steps:>8.2f} "
+                  f"{1000 * cpu / (args.steps * args.batch_size):>11.3f} {' '.join(f'{v:.0f}' for v in ips):>22} "
+                  f"{r['warmup_s']:>9.1f} {load:>10}")
+        if theirs is not None:
+            ours_ips, tf1_ips = best[rows[0][0]], best[rows[1][0]]
+            cpu_ours = min(c for _, c, _ in ours["runs"]) / (args.steps * args.batch_size)
+            cpu_tf1 = min(c for _, c, _ in theirs["runs"]) / (args.steps * args.batch_size)
+            print(f"ratio ours / TF1: {ours_ips / tf1_ips:.2f}x images/s (best runs); "
+                  f"CPU per image ours / TF1: {cpu_ours / cpu_tf1:.2f}x (lower is cheaper)")
+            print(f"same network check: {ours['params']:,} vs {theirs['params']:,} trainable parameters; initial "
+                  f"loss from the same weights, dropout off, first batch: ours {ours['initial_loss']:.5f}, TF1 "
+                  f"{theirs['initial_loss']:.5f}")
+        else:
+            print(f"ours: {ours['params']:,} trainable parameters")
+        print(f"timed: ours = steady-state steps of the tf.function from Trainer._make_train_fn() fed by "
+              f"make_distributed_dataset, {ours['chunk']} steps per call with the loss read back (as fit); "
+              f"tracing, warm-up, evaluation, logging and checkpoints excluded. TF1 = one Session.run per step "
+              f"(train op + loss), feed_dict slices; graph building and warm-up excluded.")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------- prediction
+def write_photos(folder: Path, count: int, seed: int) -> list[Path]:
+    """JPEGs of random sizes with photo-like content (smooth shapes plus sensor-like noise), which decode
+    at a realistic cost: pure noise would be unusually expensive, flat colour unusually cheap."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(count):
+        w = int(rng.integers(PHOTO_MIN[0], PHOTO_MAX[0] + 1))
+        h = int(rng.integers(PHOTO_MIN[1], PHOTO_MAX[1] + 1))
+        coarse = rng.integers(0, 256, (max(2, h // 40), max(2, w // 40), 3), dtype=np.uint8)
+        base = np.asarray(Image.fromarray(coarse).resize((w, h), Image.BICUBIC), dtype=np.int16)
+        noisy = np.clip(base + rng.integers(-12, 13, base.shape), 0, 255).astype(np.uint8)
+        path = folder / f"photo_{i:03d}_{w}x{h}.jpg"
+        Image.fromarray(noisy).save(path, quality=90)
+        paths.append(path)
+    return paths
+
+
+def predict_part(args) -> None:
+    from housenum import quiet_tf  # noqa: F401
+    import keras
+    from tqdm import tqdm
+
+    from housenum.model import build_model
+    from housenum.predict import Reader, load_photo, read_photos
+    from housenum.train import export_model
+
+    cfg = seed_network()
+    work = Path(tempfile.mkdtemp(prefix="bench-predict-"))
+    try:
+        keras.utils.set_random_seed(args.seed)
+        export_model(build_model(cfg.model), cfg, work)  # untrained: the speed does not depend on the weights
+        t0 = time.perf_counter()
+        reader = Reader(work)
+        load_model_s = time.perf_counter() - t0
+        photo_dir = work / "photos"
+        photo_dir.mkdir()
+        photos = write_photos(photo_dir, args.photos, args.seed)
+        real = sorted(Path(args.mirror).glob("matlab/*/[1-3].png")) if args.mirror else []
+        paths = photos + real
+        if not paths:
+            raise DataError("--photos 0 and no real PNGs under --mirror: nothing to read")
+        mb = sum(p.stat().st_size for p in paths) / 1e6
+        print(f"\n== prediction latency: seed network (untrained) exported by housenum.train.export_model, loaded "
+              f"by housenum.predict.Reader in {load_model_s:.2f} s; {len(photos)} JPEGs {PHOTO_MIN[0]}x{PHOTO_MIN[1]}"
+              f"..{PHOTO_MAX[0]}x{PHOTO_MAX[1]} + {len(real)} real SVHN PNGs ({mb:.1f} MB); "
+              f"threads {threads_text(args.threads, args.inter_threads)}; load before {load_now()}")
+        read_photos(reader, paths[:2], batch=args.predict_batch)  # traces the inference function (any batch size)
+        read_photos(reader, paths[:1], batch=args.predict_batch)
+        n = len(paths)
+        batched, loading, model_s = [], [], []
+        for _ in tqdm(range(args.repeat), desc="batched reads", disable=args.no_progress, leave=False):
+            t0 = time.perf_counter()
+            readings = read_photos(reader, paths, batch=args.predict_batch)
+            batched.append(time.perf_counter() - t0)
+            failed = [r for r in readings if r.error]
+            if failed:
+                raise HousenumError(f"{failed[0].path}: {failed[0].error} ({len(failed)} photos failed)")
+            t0 = time.perf_counter()
+            arrays = np.stack([load_photo(p, reader.image_size) for p in paths])
+            t1 = time.perf_counter()
+            reader.read_arrays(arrays, args.predict_batch)
+            loading.append(t1 - t0)
+            model_s.append(time.perf_counter() - t1)
+        single, single_load, single_model = [], [], []
+        for p in tqdm(paths, desc="one photo at a time", disable=args.no_progress, leave=False):
+            t0 = time.perf_counter()
+            read_photos(reader, [p], batch=1)
+            single.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            arr = load_photo(p, reader.image_size)[None]
+            t1 = time.perf_counter()
+            reader.read_arrays(arr, 1)
+            single_load.append(t1 - t0)
+            single_model.append(time.perf_counter() - t1)
+        single_ms = 1000 * np.array(single)
+        big = int(np.argmax([p.stat().st_size for p in paths]))
+
+        def ms(seconds):
+            return 1000 * seconds / n
+
+        print(f"{'what':<50} {'ms/photo':>9}")
+        print(f"{f'read_photos, {n} photos in batches of {args.predict_batch} (best of {args.repeat})':<50} "
+              f"{ms(min(batched)):>9.2f}")
+        print(f"{'  of which load_photo (decode + preprocess)':<50} {ms(min(loading)):>9.2f}")
+        print(f"{'  of which model (Reader.read_arrays)':<50} {ms(min(model_s)):>9.2f}")
+        print(f"{'one photo at a time (batch of 1): median':<50} {np.median(single_ms):>9.2f}")
+        print(f"{'  90th percentile / max':<50} {np.percentile(single_ms, 90):>9.2f} / {single_ms.max():.2f}")
+        print(f"{'  median split: load_photo / model':<50} {1000 * np.median(single_load):>9.2f} / "
+              f"{1000 * np.median(single_model):.2f}")
+        print(f"{f'  largest file ({paths[big].name})':<50} {single_ms[big]:>9.2f}")
+        worst = max(ms(min(batched)), float(np.percentile(single_ms, 90)))
+        verdict = "met" if worst < LATENCY_TARGET_MS else "NOT met"
+        print(f"target < {LATENCY_TARGET_MS:.0f} ms per photo on 2 CPU cores: {verdict} here (batched and 90th "
+              f"percentile of one-photo reads; nproc {os.cpu_count()}, load after {load_now()})")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _bar(total: int, desc: str, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="step", disable=not enabled, leave=False)
+
+
+# ------------------------------------------------------------------------------------------------ main
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = make_parser(__doc__)
+    parser.add_argument("--part", choices=("all", "train", "predict"), default="all", help="what to measure")
+    parser.add_argument("--steps", type=int, default=300, help="timed training steps per run")
+    parser.add_argument("--warmup", type=int, default=50, help="untimed steps first (tracing, caches, prefetch)")
+    parser.add_argument("--batch-size", type=int, default=100, help="training batch (both implementations)")
+    parser.add_argument("--preset", default="seed", help="network preset for ours: seed, smoke or improved "
+                        "(TF1-style runs only for the seed network)")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs; the best is reported")
+    parser.add_argument("--images", type=int, default=20000, help="random training images (seeded)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of data, weights and photos")
+    parser.add_argument("--threads", type=int, default=0, help="TensorFlow intra-op threads in both (0: TF default)")
+    parser.add_argument("--inter-threads", type=int, default=0, help="TensorFlow inter-op threads (0: TF default)")
+    parser.add_argument("--photos", type=int, default=64, help="random-size JPEGs to read")
+    parser.add_argument("--predict-batch", type=int, default=64, help="batch for batched prediction")
+    parser.add_argument("--mirror", default=str(DEFAULT_MIRROR),
+                        help="SVHN mirror folder; its matlab/*/[1-3].png are read too ('' for none)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--tf1-worker", metavar="SPEC", help=argparse_hidden())
+    args = parser.parse_args(argv)
+    if args.tf1_worker:
+        return tf1_worker(args.tf1_worker)
+    for name in ("steps", "warmup", "batch_size", "repeat", "images", "predict_batch"):
+        if getattr(args, name) < 1:
+            raise DataError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
+    for name in ("threads", "inter_threads", "photos"):
+        if getattr(args, name) < 0:
+            raise DataError(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(args, name)}")
+
+    started = time.perf_counter()
+    print("\n".join(machine_lines()))
+    from housenum import quiet_tf  # noqa: F401
+    import tensorflow as tf
+
+    set_threads(args.threads, args.inter_threads)
+    print(f"TensorFlow {tf.__version__}, default tf.distribute strategy, CPU only")
+    if args.part in ("all", "train"):
+        train_part(args)
+    if args.part in ("all", "predict"):
+        predict_part(args)
+    print(f"\ntotal {time.perf_counter() - started:.0f} s; load average now "
+          f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    return 0
+
+
+def argparse_hidden():
+    import argparse
+
+    return argparse.SUPPRESS
+
+
+if __name__ == "__main__":
+    run(main)
