@@ -65,3 +65,25 @@ def mirror_data(tmp_path_factory, mirror_dir: Path) -> Path:
     data_dir = tmp_path_factory.mktemp("mirror_data")
     fetch(["svhn", "notmnist-small"], data_dir, mirror=mirror_dir, progress=False)
     return data_dir
+
+
+N_SYNTHETIC = 3000  # train numbers for the shared synthetic data; test and extra follow split_sizes
+
+
+@pytest.fixture(scope="session")
+def synthetic_svhn(tmp_path_factory) -> dict:
+    """Synthetic SVHN-format archives made, unpacked and preprocessed through the step 1-2 scripts, once
+    per session: {"data": data dir, "results": results dir, "h5": preprocessed file, "stdout": step 2's}."""
+    import subprocess
+
+    root = tmp_path_factory.mktemp("synthetic")
+    data, results = root / "data", root / "results"
+    for script, *args in (
+        ("download_and_extract.py", "--synthetic", N_SYNTHETIC, "--datasets", "svhn", "--data-dir", data),
+        ("preprocess_svhn.py", "--data-dir", data, "--results-dir", results, "--valid-size", "0.1"),
+    ):
+        proc = subprocess.run([sys.executable, str(REPO / script), *map(str, args), "--no-progress"], cwd=REPO,
+                              capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, f"{script}: {proc.stderr[-3000:]}"
+    return {"data": data, "results": results, "h5": data / "svhn_32x32.h5", "stdout": proc.stdout,
+            "n_train": N_SYNTHETIC}

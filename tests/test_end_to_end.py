@@ -15,7 +15,6 @@ import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-N_SYNTHETIC = 3000  # train numbers; test and extra follow housenum.synthetic.split_sizes
 STEPS = 1200
 BAR = 0.5  # measured ~0.70 whole-sequence accuracy at these settings; chance is ~0, a broken mask ~0.05
 
@@ -28,24 +27,19 @@ def run(*args, timeout=900):
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory):
-    root = tmp_path_factory.mktemp("e2e")
-    data, results = root / "data", root / "results"
-    run(REPO / "download_and_extract.py", "--synthetic", N_SYNTHETIC, "--datasets", "svhn", "--data-dir", data,
-        "--no-progress")
-    pre = run(REPO / "preprocess_svhn.py", "--data-dir", data, "--results-dir", results, "--valid-size", "0.1",
-              "--no-progress")
-    train = run(REPO / "train_and_test_svhn_data.py", "--preset", "improved", "--data", data / "svhn_32x32.h5",
+def pipeline(synthetic_svhn):
+    data, results = synthetic_svhn["data"], synthetic_svhn["results"]
+    train = run(REPO / "train_and_test_svhn_data.py", "--preset", "improved", "--data", synthetic_svhn["h5"],
                 "--results-dir", results, "--run-name", "e2e", "--steps", STEPS, "--eval-every", 400,
                 "--no-progress")
-    return data, results, pre.stdout, train.stdout
+    return data, results, synthetic_svhn["stdout"], train.stdout
 
 
-def test_preprocessing_reports_synthetic_data(pipeline):
-    data, results, pre, _ = pipeline
-    assert "synthetic SVHN-format data" in pre
-    summary = json.loads((results / "svhn_summary.json").read_text())
-    assert summary["splits"]["train"]["rows"] == N_SYNTHETIC and summary["output_rows"]["valid"] == N_SYNTHETIC // 10
+def test_preprocessing_reports_synthetic_data(synthetic_svhn):
+    n = synthetic_svhn["n_train"]
+    assert "synthetic SVHN-format data" in synthetic_svhn["stdout"]
+    summary = json.loads((synthetic_svhn["results"] / "svhn_summary.json").read_text())
+    assert summary["splits"]["train"]["rows"] == n and summary["output_rows"]["valid"] == n // 10
 
 
 def test_training_reaches_the_bar_and_says_what_data_it_used(pipeline):
@@ -113,3 +107,36 @@ def test_prediction_without_a_model_says_how_to_train_one(tmp_path):
                            "--results-dir", str(tmp_path / "nothing")], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1
     assert "train_and_test_svhn_data.py" in proc.stderr
+
+
+def test_killed_training_resumes_with_the_same_command(synthetic_svhn, tmp_path):
+    """SIGKILL the training script after its first checkpoint; the same command resumes from it and
+    finishes, losing at most --checkpoint-every steps."""
+    import signal
+    import time
+
+    cmd = [sys.executable, str(REPO / "train_and_test_svhn_data.py"), "--data", str(synthetic_svhn["h5"]),
+           "--results-dir", str(tmp_path), "--run-name", "killed", "--steps", "400", "--checkpoint-every", "50",
+           "--eval-every", "50", "--no-progress"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = tmp_path / "killed" / "checkpoints" / "checkpoint"
+    deadline = time.time() + 300
+    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert ckpt.exists(), "no checkpoint was written before the kill"
+    again = run(*cmd[1:])
+    assert "resumed from" in again.stdout + again.stderr
+    metrics = json.loads((tmp_path / "killed" / "metrics.json").read_text())
+    assert metrics["steps"] == 400
+    steps = [int(r.split(",")[0]) for r in (tmp_path / "killed" / "log.csv").read_text().splitlines()[1:]]
+    assert steps == sorted(set(steps)) and steps[-1] == 400
+
+
+def test_training_script_fails_in_one_line_on_bad_data(tmp_path, synthetic_svhn):
+    for args in (["--data", str(tmp_path / "missing.h5")],
+                 ["--data", str(synthetic_svhn["h5"]), "--image-size", "64"]):
+        proc = subprocess.run([sys.executable, str(REPO / "train_and_test_svhn_data.py"), *args, "--results-dir",
+                               str(tmp_path), "--steps", "2"], capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 1 and proc.stderr.startswith("error:") and proc.stderr.count("\n") == 1, proc.stderr

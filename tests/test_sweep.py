@@ -90,3 +90,20 @@ def test_sweep_script_fails_in_one_line_without_data(tmp_path):
     run = subprocess.run([sys.executable, str(REPO / "layer_sweep.py"), "--data", str(tmp_path / "none.h5"),
                           "--steps", "2"], capture_output=True, text=True, timeout=120)
     assert run.returncode == 1 and run.stderr.startswith("error:") and run.stderr.count("\n") == 1
+
+
+def test_sweep_script_on_synthetic_data_end_to_end(synthetic_svhn, tmp_path):
+    """All depths 1..7, both families, a few steps each, through the script: CSV, PNG and the table."""
+    cmd = [sys.executable, str(REPO / "layer_sweep.py"), "--data", str(synthetic_svhn["h5"]), "--results-dir",
+           str(tmp_path), "--steps", "20", "--eval-every", "10", "--no-progress"]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    names = ["fc-1", "fc-2", "fc-3", "fc-4", "fc-5", "fc-6", "fc-7", "conv-5", "conv-6", "conv-7"]
+    table = [line.split() for line in run.stdout.splitlines() if line.split()[:1] and line.split()[0] in names]
+    assert [row[0] for row in table] == names
+    assert all(int(row[2].replace(",", "")) > 0 and 0 <= float(row[3]) <= 1 for row in table)
+    with (tmp_path / "layer_sweep.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 * len(names) and {r["step"] for r in rows} == {"10", "20"}
+    assert (tmp_path / "layer_sweep.png").stat().st_size > 5000
+    assert "synthetic SVHN-format data" in run.stdout
