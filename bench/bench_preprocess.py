@@ -21,8 +21,8 @@ First the comparison: a --small record tree (train + --test records, no extra) w
 --full-workers, checked against --limit-mb (the issue: train+extra within 4 GB of RAM).
 
   .venv/bin/python bench/bench_preprocess.py --skip-full                  # 20,000-record comparison only
-  .venv/bin/python bench/bench_preprocess.py                              # + full scale (~10-30 min)
-  .venv/bin/python bench/bench_preprocess.py --train 5000 --extra 20000 --small 2000 --pool 500
+  .venv/bin/python bench/bench_preprocess.py                  # + full scale: ~5 min to build once, ~1 min a run
+  .venv/bin/python bench/bench_preprocess.py --train 8000 --extra 20000 --small 8000 --pool 500
   rm -rf /tmp/housenum-bench-preprocess                                   # free the cached trees
 """
 
@@ -40,16 +40,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from housenum.cli import make_parser, run  # noqa: E402
-from housenum.errors import DataError  # noqa: E402
+from housenum.cli import make_parser, run
+from housenum.errors import DataError
 
 SCRIPT = REPO / "preprocess_svhn.py"
 MB = 1024 * 1024
@@ -63,7 +63,7 @@ class TreeSpec:
 
     train: int = 33_402  # records in train/ (official train split)
     extra: int = 202_353  # records in extra/ (official extra split); 0 = no extra/
-    test: int = 1_000  # records in test/: small, the issue's bound is about train + extra
+    test: int = 1_000  # records in test/ (official: 13,068): small, the issue's bound is about train + extra
     pool: int = 3_000  # distinct synthetic images the records cycle through (hard links)
     seed: int = 0  # generation seed of the pool
 
@@ -93,6 +93,10 @@ class RunResult:
     load_before: float = 0.0  # 1-minute load average when the run started
     load_after: float = 0.0
     peak_at_s: float = 0.0  # time of the tree's RSS peak after the start
+    alone_peak_mb: float = 0.0  # peak VmRSS while the script ran without workers (label parsing, writing)
+    alone_peak_anon_mb: float = 0.0  # RssAnon at that moment (the rest is file-backed: the memmapped .mat)
+    pool_peak_mb: float = 0.0  # peak of the tree's VmRSS sum while workers were alive (image work)
+    pool_peak_pss_mb: float = 0.0  # peak of the tree's PSS sum while workers were alive
 
     @property
     def images_per_s(self) -> float:
@@ -263,6 +267,8 @@ def measure(label: str, data_dir: Path, runs_dir: Path, workers: int, records: i
     per_pid: dict[int, float] = {}
     peak = [0.0, 0.0, 0.0]  # rss, anon, pss (MB)
     peak_at = 0.0
+    alone = [0.0, 0.0]  # VmRSS, RssAnon at the peak without workers
+    pool = [0.0, 0.0]  # VmRSS, PSS peaks with workers
     pss_seen = True
     with open(log_path, "w") as log, open(runs_dir / f"{label}.samples.csv", "w", newline="") as samples:
         writer = csv.writer(samples)
@@ -291,6 +297,10 @@ def measure(label: str, data_dir: Path, runs_dir: Path, workers: int, records: i
                 if tot[0] / 1024 > peak[0]:
                     peak_at = t
                 peak = [max(p, v / 1024) for p, v in zip(peak, tot)]
+                if len(pids) == 1 and tot[0] / 1024 > alone[0]:
+                    alone = [tot[0] / 1024, tot[1] / 1024]
+                elif len(pids) > 1:
+                    pool = [max(pool[0], tot[0] / 1024), max(pool[1], tot[2] / 1024)]
                 writer.writerow([f"{t:.2f}", len(pids), f"{tot[0] / 1024:.1f}", f"{tot[1] / 1024:.1f}",
                                  f"{tot[2] / 1024:.1f}", f"{parent_kb / 1024:.1f}"])
                 done, status, usage = os.wait4(proc.pid, os.WNOHANG)
@@ -311,7 +321,7 @@ def measure(label: str, data_dir: Path, runs_dir: Path, workers: int, records: i
         raise DataError(f"[{label}] preprocess_svhn.py exited {proc.returncode}; last output:\n{tail}")
     summary = json.loads((results / "svhn_summary.json").read_text())
     skipped = sum(sum(s["skipped"].values()) for s in summary["splits"].values())
-    output_mb = out.stat().st_size / 1e6
+    output_mb = out.stat().st_size / MB
     if not keep_output:
         out.unlink()
     ru_self = usage.ru_maxrss / 1024  # kB on Linux
@@ -324,6 +334,7 @@ def measure(label: str, data_dir: Path, runs_dir: Path, workers: int, records: i
         per_process_mb={names.get(p, f"worker {p}"): round(v, 1) for p, v in per_pid.items()},
         ru_maxrss_mb=ru_self, ru_children_mb=ru_kids, output_mb=output_mb, output_rows=summary["output_rows"],
         skipped=skipped, load_before=load_before, load_after=os.getloadavg()[0], peak_at_s=peak_at,
+        alone_peak_mb=alone[0], alone_peak_anon_mb=alone[1], pool_peak_mb=pool[0], pool_peak_pss_mb=pool[1],
     )
 
 
@@ -339,8 +350,8 @@ def print_table(results: list[RunResult], limit_mb: float) -> None:
               f"{1000 * r.cpu_seconds / r.records:>10.2f} {r.peak_rss_mb:>11.0f} {r.peak_anon_mb:>8.0f} "
               f"{r.peak_pss_mb:>7.0f} {r.per_process_mb.get('parent', 0):>9.0f} {r.worker_peak_mb:>9.0f} "
               f"{r.ru_maxrss_mb:>9.0f} {r.output_mb:>9.0f} {r.load_before:>4.1f}>{r.load_after:<4.1f}")
-    print("RSS tree: peak of the sum of VmRSS over the script and its workers (counts copy-on-write pages "
-          "shared after fork once per process: an upper bound); anon: the same without file-backed pages; "
+    print("MB = 2**20 bytes. RSS tree: peak of the sum of VmRSS over the script and its workers (counts "
+          "copy-on-write pages shared after fork once per process: an upper bound); anon: the same without file-backed pages; "
           "PSS: shared pages split between sharers (the tree's real footprint); maxrss: wait4 ru_maxrss, the "
           "largest single process; load: 1-minute load average before>after.")
     for r in results:
@@ -349,13 +360,18 @@ def print_table(results: list[RunResult], limit_mb: float) -> None:
         print(f"[{r.label}] rows written: {rows}; skipped {r.skipped}; CPU {r.cpu_seconds:.0f} s "
               f"({r.cpu_seconds / r.seconds:.2f} cores busy); tree peak at {r.peak_at_s:.0f} s; "
               f"per-process peak VmRSS MB: {procs}; RUSAGE_CHILDREN ru_maxrss so far {r.ru_children_mb:.0f} MB")
+        pooled = (f"{r.pool_peak_mb:.0f} MB VmRSS sum, {r.pool_peak_pss_mb:.0f} MB PSS" if r.pool_peak_mb
+                  else "none (one process)")
+        print(f"[{r.label}] script alone (no workers: labels, writing): peak {r.alone_peak_mb:.0f} MB VmRSS "
+              f"({r.alone_peak_anon_mb:.0f} MB anon, the rest file-backed); with workers (images): {pooled}")
     by_workers = {}
     for r in results:
         if r.label.startswith("small"):
             by_workers.setdefault(r.workers, []).append(r.seconds)
     if 1 in by_workers and 2 in by_workers:
         one, two = min(by_workers[1]), min(by_workers[2])
-        print(f"speed-up of the second worker (best of each, small tree): {one / two:.2f}x ({one:.1f} s -> {two:.1f} s)")
+        print(f"speed-up of the second worker (best of each, small tree): {one / two:.2f}x "
+              f"({one:.1f} s -> {two:.1f} s)")
     for r in results:
         if r.label.startswith("full"):
             verdict = "holds" if r.peak_rss_mb <= limit_mb else "DOES NOT hold"
@@ -401,8 +417,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     small = TreeSpec(train=args.small, extra=0, test=args.test, pool=args.pool, seed=args.seed)
     links = math.ceil(((0 if args.skip_full else full.records) + (small.records if args.small else 0)) / args.pool)
     if links + 1 > LINK_MAX:
+        need = math.ceil(links * args.pool / LINK_MAX)
         raise DataError(f"--pool {args.pool}: each pool image would need {links:,} hard links, more than a file "
-                        f"system allows ({LINK_MAX:,}); expected --pool of at least {math.ceil(links * args.pool / LINK_MAX)}")
+                        f"system allows ({LINK_MAX:,}); expected --pool of at least {need}")
 
     work = Path(args.work_dir)
     base = work / f"pool{args.pool}-seed{args.seed}"
