@@ -201,10 +201,6 @@ def preprocess_svhn(svhn_root: Path | str, out_path: Path | str, cfg: DataConfig
                     workers: int = 2, progress: bool = True, log=print) -> dict:
     """Preprocess `svhn_root/{train,test,extra}` into `out_path`; returns the summary (also stored in the
     file's attributes). `test` and `train` are required; `extra` joins training when present."""
-    import h5py
-
-    from housenum.digitstruct import read_digitstruct
-
     svhn_root, out_path = Path(svhn_root), Path(out_path)
     present = {s: svhn_root / s / "digitStruct.mat" for s in SPLITS if (svhn_root / s / "digitStruct.mat").is_file()}
     for needed in ("train", "test"):
@@ -214,6 +210,25 @@ def preprocess_svhn(svhn_root: Path | str, out_path: Path | str, cfg: DataConfig
                 f"(or point --data-dir at the folder holding svhn/{needed}/)"
             )
     splits = [s for s in SPLITS if s in present and (s != "extra" or cfg.use_extra)]
+    # The worker pool starts first, while this process is small: workers forked after label parsing
+    # would each inherit its freed-but-not-returned heap (about 1 GB each for train+extra).
+    pool = None
+    if workers > 1:
+        pool = mp.get_context("spawn" if os.name == "nt" else "fork").Pool(workers)
+    try:
+        return _preprocess(svhn_root, out_path, cfg, present, splits, pool, progress, log)
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+
+
+def _preprocess(svhn_root: Path, out_path: Path, cfg: DataConfig, present: dict[str, Path], splits: list[str],
+                pool, progress: bool, log) -> dict:
+    import h5py
+
+    from housenum.digitstruct import read_digitstruct
+
     t0 = time.perf_counter()
     summaries: dict[str, SplitSummary] = {}
     widths, heights = {}, {}
@@ -234,7 +249,7 @@ def preprocess_svhn(svhn_root: Path | str, out_path: Path | str, cfg: DataConfig
             writers = {s: _Writer(h5, s, cfg.image_size, width) for s in ("train", "valid", "test")}
             for split in splits:
                 target = "test" if split == "test" else "train"
-                for recs, images, status in _run(records[split], svhn_root / split, cfg, workers, progress, split):
+                for recs, images, status in _run(records[split], svhn_root / split, cfg, pool, progress, split):
                     ok = [i for i, st in enumerate(status) if st == "ok"]
                     for i, st in enumerate(status):
                         if st != "ok":
@@ -291,9 +306,9 @@ def _choose_valid(train: list[_Record], folder: Path, cfg: DataConfig) -> set[st
     return {available[i] for i in order[:n]}
 
 
-def _run(records: list[_Record], folder: Path, cfg: DataConfig, workers: int, progress: bool,
+def _run(records: list[_Record], folder: Path, cfg: DataConfig, pool, progress: bool,
          split: str) -> Iterator[tuple[list[_Record], np.ndarray, list[str]]]:
-    """Yield (records, images, status) block by block, in order; missing files are noticed without a worker."""
+    """Yield (records, images, status) block by block, in order, from `pool` (or in this process)."""
     c = {"image_size": cfg.image_size, "margin": cfg.margin}
     blocks = [records[i:i + CHUNK_ROWS] for i in range(0, len(records), CHUNK_ROWS)]
 
@@ -307,13 +322,11 @@ def _run(records: list[_Record], folder: Path, cfg: DataConfig, workers: int, pr
 
         bar = tqdm(total=len(records), desc=f"{split} images", unit="img", dynamic_ncols=True)
     try:
-        if workers > 1 and len(blocks) > 1:
-            ctx = mp.get_context("spawn" if os.name == "nt" else "fork")
-            with ctx.Pool(workers) as pool:
-                for blk, (images, status) in zip(blocks, pool.imap(_process_chunk, tasks())):
-                    if bar:
-                        bar.update(len(blk))
-                    yield blk, images, status
+        if pool is not None and len(blocks) > 1:
+            for blk, (images, status) in zip(blocks, pool.imap(_process_chunk, tasks())):
+                if bar:
+                    bar.update(len(blk))
+                yield blk, images, status
         else:
             for blk, task in zip(blocks, tasks()):
                 images, status = _process_chunk(task)
