@@ -10,9 +10,10 @@ Layout, as MATLAB saves it (and as `write_digitstruct` writes it):
 Two readers give identical results:
 - `method="reference"` is the per-element h5py parser everyone copies (`f[ref]` for every object). It is
   the correctness oracle, the benchmark baseline and the fallback of the fast reader.
-- `method="fast"` reads the raw file through `np.memmap` and parses the HDF5 object headers of all
-  objects at once with numpy (v1 object headers, compact/contiguous layouts, v1 B-tree groups). Anything
-  it does not recognise falls back, per record, to the reference parser: it never guesses.
+- `method="fast"` reads the raw file through `np.memmap` and parses the HDF5 object headers of a slice
+  of records at once with numpy (v1 object headers, compact/contiguous layouts, v1 B-tree groups), slice
+  after slice so that memory stays bounded on the largest files. Anything it does not recognise falls
+  back, per record, to the reference parser: it never guesses.
 """
 
 from __future__ import annotations
@@ -267,9 +268,12 @@ def read_digitstruct(path: str | os.PathLike, method: str = "fast") -> DigitStru
     return _read(path, method)[0]
 
 
-def _read(path: str | os.PathLike, method: str, limit: int | None = None) -> tuple[DigitStruct, int]:
+def _read(
+    path: str | os.PathLike, method: str, limit: int | None = None, *, slice_records: int | None = None
+) -> tuple[DigitStruct, int]:
     """read_digitstruct, optionally of the first `limit` records only (for the benchmark), also returning
-    how many records the reference parser read (all of them for method="reference")."""
+    how many records the reference parser read (all of them for method="reference"). `slice_records`
+    overrides how many records the fast reader decodes at a time (tests use tiny slices)."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     path = Path(path)
@@ -278,7 +282,7 @@ def _read(path: str | os.PathLike, method: str, limit: int | None = None) -> tup
         if method == "reference":
             records = _reference_records(f, path, name_ds, bbox_ds, limit)
             return _from_records(records), len(records)
-        return _read_fast(f, path, name_ds, bbox_ds, limit)
+        return _read_fast(f, path, name_ds, bbox_ds, limit, slice_records)
 
 
 def _open(path: Path) -> h5py.File:
@@ -443,6 +447,12 @@ _KIND_BAD, _KIND_F64, _KIND_U16, _KIND_REF = 0, 1, 2, 3
 _SIG_TREE, _SIG_SNOD, _SIG_HEAP = b"TREE", b"SNOD", b"HEAP"
 _MAX_FREE_BLOCKS = 4  # a small group's local heap has one free block
 _SNOD_ENTRY = 40  # symbol table entry: name offset, header address, cache type, reserved, scratch pad
+# Records the fast reader decodes at a time. Its intermediate arrays (every message of every object
+# header as int64 columns) take about 15 KB per record: in one piece, SVHN extra (202k records) peaked
+# at 3 GB. Slices of 2,000 keep them near 30 MB and inside the CPU caches, which made the reader faster,
+# not slower (200k-record file: 4.6 s at 2,000, 7.2 s at 20,000, 10.9 s in one piece); below ~500 the
+# fixed numpy cost per slice starts to show (5.0 s at 250). Measured with bench/bench_digitstruct.py.
+_SLICE_RECORDS = 2_000
 
 
 @dataclass
@@ -732,28 +742,78 @@ def _raw_refs(ds: h5py.Dataset, path: Path, key: str) -> np.ndarray:
     return out.ravel().astype(np.int64)
 
 
+class _FallbackRefs:
+    """The h5py references of /digitStruct/name and /bbox, read only if some record needs the fallback."""
+
+    def __init__(self, path: Path, name_ds: h5py.Dataset, bbox_ds: h5py.Dataset) -> None:
+        self.path, self.name_ds, self.bbox_ds = path, name_ds, bbox_ds
+        self.name: np.ndarray | None = None
+        self.bbox: np.ndarray | None = None
+
+    def record(self, f: h5py.File, i: int) -> tuple[str, np.ndarray]:
+        """Record i (its index in the whole file) through the reference parser."""
+        if self.name is None:
+            self.name, self.bbox = _refs(self.name_ds, self.path, "name"), _refs(self.bbox_ds, self.path, "bbox")
+        return _reference_record(f, self.path, i, self.name[i], self.bbox[i])
+
+
 def _read_fast(
-    f: h5py.File, path: Path, name_ds: h5py.Dataset, bbox_ds: h5py.Dataset, limit: int | None = None
+    f: h5py.File,
+    path: Path,
+    name_ds: h5py.Dataset,
+    bbox_ds: h5py.Dataset,
+    limit: int | None = None,
+    slice_records: int | None = None,
 ) -> tuple[DigitStruct, int]:
-    """The fast reader; also returns how many records went to the reference parser."""
-    raw = _RawFile(path, f.userblock_size)
+    """The fast reader, `slice_records` records at a time (default _SLICE_RECORDS); also returns how
+    many records went to the reference parser."""
+    slice_records = _SLICE_RECORDS if slice_records is None else slice_records
+    if slice_records < 1:
+        raise ValueError(f"slice_records must be at least 1, got {slice_records}")
     name_addr, bbox_addr = _raw_refs(name_ds, path, "name")[:limit], _raw_refs(bbox_ds, path, "bbox")[:limit]
     n = len(name_addr)
-    if raw.base < 0 or n == 0:  # not a superblock this reader knows (or nothing to read)
+    if n == 0 or _RawFile(path, f.userblock_size).base < 0:  # nothing to read, or a superblock it does not know
         records = _reference_records(f, path, name_ds, bbox_ds, limit)
         return _from_records(records), len(records)
 
+    fallback = _FallbackRefs(path, name_ds, bbox_ds)
+    names: list[str] = []
+    lengths, boxes = [], []
+    n_fallback = 0
+    for start in range(0, n, slice_records):
+        stop = min(start + slice_records, n)
+        # A fresh map per slice: unmapping the previous one drops the file pages it touched from this
+        # process's resident set, so mapped pages do not pile up to the whole file (1.3 GB for extra).
+        raw = _RawFile(path, f.userblock_size)
+        part = _decode_slice(raw, f, start, name_addr[start:stop], bbox_addr[start:stop], fallback)
+        del raw
+        names.extend(part[0])
+        lengths.append(part[1])
+        boxes.append(part[2])
+        n_fallback += part[3]
+    offsets = np.concatenate([np.zeros(1, np.int64), np.cumsum(np.concatenate(lengths))])
+    return DigitStruct(names=names, offsets=offsets, boxes=np.concatenate(boxes)), n_fallback
+
+
+def _decode_slice(
+    raw: _RawFile, f: h5py.File, first: int, name_addr: np.ndarray, bbox_addr: np.ndarray, fallback: _FallbackRefs
+) -> tuple[list[str], np.ndarray, np.ndarray, int]:
+    """Records first .. first+len(name_addr)-1: (names, digits per record, (D, 5) boxes, records that went
+    to the reference parser). Every intermediate array is local, so it is freed when the slice is done."""
+    n = len(name_addr)
     # Names and bbox groups: one header walk for both.
     h = raw.headers(np.concatenate([name_addr, bbox_addr]), np.ones(2 * n, bool))
     kind, nchars, chars_at = raw.datasets(h)
     ok = kind[:n] == _KIND_U16
     field_addr, g_ok = raw.struct_fields(h.part(slice(n, None)), FIELDS)
     ok &= g_ok
+    del h
 
     # The 5 fields of every record: inline float64 (one digit) or (n,1) references (longer numbers).
     nf = len(FIELDS)
     fh = raw.headers(field_addr.ravel(), np.repeat(ok, nf))
     f_kind, f_n, f_data = raw.datasets(fh)
+    del fh
     f_inline = f_kind == _KIND_F64
     ok &= np.all(((f_inline & (f_n == 1)) | (f_kind == _KIND_REF)).reshape(n, nf), axis=1)
     digits = f_n.reshape(n, nf)
@@ -771,6 +831,7 @@ def _read_fast(
     elem_refs, e_ok = raw.uint(_segments(f_data[by_ref], 8 * f_count[by_ref])[::8], 8, np.ones(len(slots), bool))
     eh = raw.headers(elem_refs, e_ok)
     e_kind, e_n, e_data = raw.datasets(eh)
+    del eh
     bad = (e_kind != _KIND_F64) | (e_n != 1)
     ok[owner[bad]] = False
     value_at[slots] = e_data
@@ -787,11 +848,7 @@ def _read_fast(
     value_at = value_at[ok[value_rec]]
     values = np.frombuffer(raw.bytes_at(value_at, 8, np.ones(len(value_at), bool))[0].tobytes(), "<f8")
     rec_count = np.where(ok, digits[:, 0], 0)
-    fallback = np.flatnonzero(~ok)
-    name_refs = bbox_refs = None
-    if fallback.size:
-        name_refs, bbox_refs = _refs(name_ds, path, "name"), _refs(bbox_ds, path, "bbox")
-    slow = {int(i): _reference_record(f, path, int(i), name_refs[i], bbox_refs[i]) for i in fallback}
+    slow = {int(i): fallback.record(f, first + int(i)) for i in np.flatnonzero(~ok)}
     for i, (_, b) in slow.items():
         rec_count[i] = len(b)
     offsets = np.concatenate([np.zeros(1, np.int64), np.cumsum(rec_count)])
@@ -811,4 +868,4 @@ def _read_fast(
             name, b = slow[i]
             names.append(name)
             boxes[offsets[i] : offsets[i + 1]] = b
-    return DigitStruct(names=names, offsets=offsets, boxes=boxes), len(fallback)
+    return names, rec_count, boxes, len(slow)

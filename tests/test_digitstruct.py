@@ -277,6 +277,62 @@ def test_odd_digit_value_falls_back_for_its_record_only(written: Path) -> None:
         np.testing.assert_array_equal(fast.record(i)[1], want)
 
 
+def many_records(path: Path, n: int) -> list[np.ndarray]:
+    """n records cycling BOXES (1, 3, 1 and 2 digits), distinct values per record; returns their boxes."""
+    boxes = [b + [0, i, i, 0, 0] for i, b in ((i, BOXES[i % len(BOXES)]) for i in range(n))]
+    write_digitstruct(path, [f"{i + 1}.png" for i in range(n)], boxes, created=CREATED)
+    return expected_boxes(boxes)
+
+
+def test_small_slices_equal_reference_with_fallbacks_in_later_slices(tmp_path: Path) -> None:
+    # 30 records in slices of 7 (the last slice holds 2). Record 16 (third slice) has a field the fast path
+    # does not know; record 29 (last slice) a digit value it does not know: both must come from the
+    # reference parser at their own index in the file, not at their index within the slice.
+    path = tmp_path / "digitStruct.mat"
+    want = many_records(path, 30)
+    with h5py.File(path, "r+") as f:
+        bbox = f[f["digitStruct/bbox"][16, 0]]  # 16 % 4 == 0: one digit, fields inline
+        value = bbox["height"][()]
+        del bbox["height"]
+        bbox.create_dataset("height", data=value + 1000, chunks=(1, 1), compression="gzip")
+        bbox = f[f["digitStruct/bbox"][29, 0]]  # 29 % 4 == 1: three digits, fields are references
+        targets = list(bbox["width"][:, 0])
+        targets[2] = f["#refs#"].create_dataset("odd", data=[[2000.0]], chunks=(1, 1), compression="gzip").ref
+        del bbox["width"]
+        bbox.create_dataset("width", data=np.array(targets, h5py.ref_dtype).reshape(-1, 1))
+    want[16][:, 4] += 1000
+    want[29][2, 3] = 2000
+
+    reference = read_digitstruct(path, method="reference")
+    for slice_records in (7, 1, 29, 30, 1000):
+        fast, n_fallback = _read(path, "fast", slice_records=slice_records)
+        assert n_fallback == 2, slice_records
+        assert_same(fast, reference)
+    assert_same(read_digitstruct(path), reference)  # the default slice size
+    fast, _ = _read(path, "fast", slice_records=7)
+    assert fast.names == [f"{i + 1}.png" for i in range(30)]
+    for i, boxes in enumerate(want):
+        np.testing.assert_array_equal(fast.record(i)[1], boxes)
+    # a limit ending inside a slice, after the fallback record of the third slice
+    fast, n_fallback = _read(path, "fast", limit=20, slice_records=7)
+    assert n_fallback == 1
+    assert_same(fast, _read(path, "reference", limit=20)[0])
+
+
+def test_bad_record_in_a_later_slice_is_named_by_its_index_in_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "digitStruct.mat"
+    many_records(path, 20)
+    with h5py.File(path, "r+") as f:
+        del f[f["digitStruct/bbox"][15, 0]]["top"]
+    with pytest.raises(DataError, match=r"digitStruct\.mat: record 15 \(16\.png\): bbox field 'top'"):
+        _read(path, "fast", slice_records=7)
+
+
+def test_slice_size_must_be_positive(written: Path) -> None:
+    with pytest.raises(ValueError, match="slice_records must be at least 1, got 0"):
+        _read(written, "fast", slice_records=0)
+
+
 def test_damaged_bytes_give_the_same_answer_or_a_data_error_from_both(tmp_path: Path, written: Path) -> None:
     # Single-byte damage anywhere past the user block: the fast reader must never return records
     # the reference reader does not (it checks what HDF5 checks when it opens objects, or falls back).
