@@ -22,17 +22,7 @@ import argparse
 from typing import Sequence
 
 from housenum import download
-from housenum.cli import make_parser, run
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {value}")
-    return value
+from housenum.cli import make_parser, positive_int, run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,13 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
              "and DIR/notmnist; integrity is checked by reading each archive through, as mirror copies "
              "differ from the official files); e.g. --mirror /work/shared/data")
     parser.add_argument(
-        "--synthetic", metavar="N", type=_positive_int, default=None,
+        "--synthetic", metavar="N", type=positive_int, default=None,
         help="instead of downloading SVHN, generate SVHN-format archives (N train numbers; test and extra "
              "sized by housenum.synthetic.split_sizes) and unpack them; with notMNIST requested and no "
              "--mirror, also a synthetic notMNIST_small (there is no synthetic notMNIST_large: the notMNIST "
              "step then works from the small set)")
     parser.add_argument(
-        "--synthetic-letters", metavar="PER_CLASS", type=_positive_int,
+        "--synthetic-letters", metavar="PER_CLASS", type=positive_int,
         default=download.SYNTHETIC_LETTERS_PER_CLASS,
         help="letters per class A..J in the synthetic notMNIST_small (with --synthetic)")
     parser.add_argument("--seed", type=int, default=0, help="random seed for --synthetic")

@@ -23,7 +23,6 @@ from pathlib import Path
 
 from housenum import cli
 from housenum.config import TrainConfig
-from housenum.errors import HousenumError
 from housenum.sweep import MAX_DEPTH
 
 SWEEP_STEPS = 10000  # long enough for the curves to separate; the study's chart is of this order
@@ -48,15 +47,7 @@ def parse_args(argv=None):
     p.add_argument("--results-dir", default="results", help="outputs go here; runs in <results-dir>/layer_sweep/")
     p.add_argument("--layers", nargs="+", type=depth_list, default=[list(range(1, MAX_DEPTH + 1))],
                    help=f"depths to train, e.g. 1-7 or 1,2,5 (1..{MAX_DEPTH}; conv nets exist at 5..7)")
-    p.add_argument("--steps", type=int, default=SWEEP_STEPS, help="training steps per configuration")
-    p.add_argument("--batch-size", type=int, default=t.batch_size, help="batch size")
-    p.add_argument("--learning-rate", type=float, default=t.learning_rate, help="initial learning rate")
-    p.add_argument("--decay-rate", type=float, default=t.decay_rate, help="exponential decay factor")
-    p.add_argument("--decay-steps", type=int, default=t.decay_steps, help="steps per decay factor")
-    p.add_argument("--l2", type=float, default=t.l2, help="L2 penalty beta")
-    p.add_argument("--eval-every", type=int, default=t.eval_every, help="test/valid accuracy every N steps (chart points)")
-    p.add_argument("--seed", type=int, default=t.seed, help="seed of weights, dropout and data order")
-    p.add_argument("--max-train", type=int, default=0, help="use only the first N training rows (0: all)")
+    cli.add_schedule_flags(p, t, SWEEP_STEPS)
     p.add_argument("--force", action="store_true", help="retrain configurations that already finished")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     b = p.add_argument_group("baselines (run instead of the sweep)")
@@ -69,12 +60,9 @@ def parse_args(argv=None):
 
 
 def train_config(args) -> TrainConfig:
-    every = min(args.eval_every, args.steps)
-    cfg = dataclasses.replace(
-        TrainConfig(), steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
-        decay_rate=args.decay_rate, decay_steps=args.decay_steps, l2=args.l2, eval_every=every,
-        checkpoint_every=max(every, 1000 if args.steps >= 1000 else every), seed=args.seed,
-    )
+    cfg = cli.schedule_from_args(args, TrainConfig())
+    every = min(cfg.eval_every, cfg.steps)
+    cfg = dataclasses.replace(cfg, eval_every=every, checkpoint_every=max(every, min(1000, cfg.steps)))
     cfg.validate()
     return cfg
 
@@ -124,11 +112,7 @@ def main(argv=None) -> int:
     layers = [d for group in args.layers for d in group]
     entries = sweep_entries(layers)
     train = train_config(args)
-    data = load_svhn(args.data, image_size=32)
-    if args.max_train:
-        if args.max_train < 0:
-            raise HousenumError(f"--max-train must be >= 0, got {args.max_train}")
-        data.train = (data.train[0][: args.max_train], data.train[1][: args.max_train])
+    data = cli.limit_train(load_svhn(args.data, image_size=32), args.max_train)
     print(f"layer sweep on {data.description}: {', '.join(e.name for e in entries)}; {train.steps:,} steps each")
     rows = run_sweep(entries, train, data, args.results_dir, force=args.force, progress=not args.no_progress)
     print(format_table(rows))

@@ -15,24 +15,13 @@ Examples:
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Sequence
 
-from housenum.cli import make_parser, run
+from housenum.cli import make_parser, positive_int, run
 from housenum.notmnist import NotMnistSettings, format_summary, preprocess_notmnist
 
 DEFAULTS = NotMnistSettings()
-
-
-def _size(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number of images, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected at least 1 image, got {value}")
-    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -43,18 +32,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--results-dir", type=Path, default=DEFAULTS.results_dir,
                         help="where notmnist_summary.json goes")
     parser.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed for every shuffle")
-    parser.add_argument("--train-size", type=_size, default=None,
+    parser.add_argument("--train-size", type=positive_int, default=None,
                         help="training images (default: %(default)s = the study's 200,000 from notMNIST_large; "
                              "with notMNIST_small only, every image left after valid and test: 8,000 on the mirror)")
-    parser.add_argument("--valid-size", type=_size, default=None,
+    parser.add_argument("--valid-size", type=positive_int, default=None,
                         help="validation images (default: %(default)s = the study's 10,000 from notMNIST_large; "
                              "with notMNIST_small only, 1,000)")
-    parser.add_argument("--test-size", type=_size, default=None,
+    parser.add_argument("--test-size", type=positive_int, default=None,
                         help="test images (default: %(default)s = the study's 10,000 from notMNIST_small; "
                              "with notMNIST_small only, 1,000)")
     parser.add_argument("--dedupe", action="store_true",
                         help="drop valid/test images whose pixels also occur in an earlier split")
-    parser.add_argument("--workers", type=_size, default=DEFAULTS.workers, help="processes reading the PNGs")
+    parser.add_argument("--workers", type=positive_int, default=DEFAULTS.workers, help="processes reading the PNGs")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     settings = NotMnistSettings(

@@ -24,7 +24,6 @@ from pathlib import Path
 
 from housenum import cli
 from housenum.config import PRESETS, RunConfig, preset
-from housenum.errors import HousenumError
 
 REFERENCES = (("the study (real SVHN test set)", 0.953), ("Goodfellow et al. 2014 (real SVHN)", 0.9603),
               ("human operators", 0.98))
@@ -49,7 +48,6 @@ def build_parser(base: RunConfig) -> argparse.ArgumentParser:
     g.add_argument("--results-dir", default="results", help="runs go to <results-dir>/<run-name>/")
     g.add_argument("--run-name", default=None, help="run folder name (default: the preset's name)")
     g.add_argument("--fresh", action="store_true", help="delete the run folder and start over instead of resuming")
-    g.add_argument("--max-train", type=int, default=0, help="use only the first N training rows (0: all)")
     g = p.add_argument_group("network")
     g.add_argument("--image-size", type=int, default=m.image_size, help="input side in pixels")
     g.add_argument("--conv-depths", type=int_list, default=m.conv_depths, help="conv layer depths, e.g. 16,32,64")
@@ -64,18 +62,12 @@ def build_parser(base: RunConfig) -> argparse.ArgumentParser:
     g.add_argument("--augment", type=float, default=m.augment,
                    help="training-only random shift, fraction of the side (0: off)")
     g = p.add_argument_group("training")
-    g.add_argument("--steps", type=int, default=t.steps, help="training steps")
-    g.add_argument("--batch-size", type=int, default=t.batch_size, help="global batch size")
-    g.add_argument("--learning-rate", type=float, default=t.learning_rate, help="initial learning rate")
-    g.add_argument("--decay-rate", type=float, default=t.decay_rate, help="exponential decay factor")
-    g.add_argument("--decay-steps", type=int, default=t.decay_steps, help="steps per decay factor")
+    cli.add_schedule_flags(g, t, t.steps)
     g.add_argument("--staircase", action=argparse.BooleanOptionalAction, default=t.staircase,
                    help="decay in whole steps of --decay-steps")
     g.add_argument("--optimizer", choices=("sgd", "momentum", "adam"), default=t.optimizer, help="optimiser")
-    g.add_argument("--l2", type=float, default=t.l2, help="L2 penalty beta on all kernels")
-    g.add_argument("--eval-every", type=int, default=t.eval_every, help="validation accuracy every N steps")
-    g.add_argument("--checkpoint-every", type=int, default=t.checkpoint_every, help="checkpoint every N steps")
-    g.add_argument("--seed", type=int, default=t.seed, help="seed of weights, dropout and data order")
+    g.add_argument("--checkpoint-every", type=cli.positive_int, default=t.checkpoint_every,
+                   help="checkpoint every N steps (an interrupted run loses at most this many)")
     g.add_argument("--strategy", choices=("default", "mirrored", "multiworker"), default="default",
                    help="tf.distribute strategy: one device, several GPUs, or several machines via TF_CONFIG")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -89,12 +81,8 @@ def config_from_args(args) -> RunConfig:
         lrn_alpha=args.lrn_alpha, lrn_beta=args.lrn_beta, fc_units=args.fc_units, keep_prob=args.keep_prob,
         batch_norm=args.batch_norm, convs_per_block=args.convs_per_block, augment=args.augment,
     )
-    train = dataclasses.replace(
-        base.train, steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
-        decay_rate=args.decay_rate, decay_steps=args.decay_steps, staircase=args.staircase,
-        optimizer=args.optimizer, l2=args.l2, eval_every=args.eval_every,
-        checkpoint_every=args.checkpoint_every, seed=args.seed,
-    )
+    train = dataclasses.replace(cli.schedule_from_args(args, base.train), staircase=args.staircase,
+                                optimizer=args.optimizer, checkpoint_every=args.checkpoint_every)
     data = dataclasses.replace(base.data, image_size=args.image_size)
     return RunConfig(model=model, train=train, data=data).validate()
 
@@ -135,11 +123,7 @@ def main(argv=None) -> int:
     from housenum.preprocess import load_svhn
     from housenum.train import Trainer
 
-    data = load_svhn(args.data, image_size=cfg.model.image_size)
-    if args.max_train:
-        if args.max_train < 0:
-            raise HousenumError(f"--max-train must be >= 0, got {args.max_train}")
-        data.train = (data.train[0][: args.max_train], data.train[1][: args.max_train])
+    data = cli.limit_train(load_svhn(args.data, image_size=cfg.model.image_size), args.max_train)
     run_dir = Path(args.results_dir) / (args.run_name or args.preset)
     print(f"training on {data.description}\nrun folder: {run_dir}  strategy: {args.strategy} "
           f"({strategy.num_replicas_in_sync} replica(s))", flush=True)

@@ -42,3 +42,51 @@ def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] 
 def _one_line(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return " ".join(text.split())
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {value}")
+    return value
+
+
+# The schedule flags shared by training and the layer sweep: (flag, TrainConfig field, type, help).
+SCHEDULE_FLAGS = (
+    ("--batch-size", "batch_size", positive_int, "global batch size"),
+    ("--learning-rate", "learning_rate", float, "initial learning rate"),
+    ("--decay-rate", "decay_rate", float, "exponential decay factor"),
+    ("--decay-steps", "decay_steps", positive_int, "steps per decay factor"),
+    ("--l2", "l2", float, "L2 penalty beta on all kernels"),
+    ("--eval-every", "eval_every", positive_int, "validation (and sweep test) accuracy every N steps"),
+    ("--seed", "seed", int, "seed of weights, dropout and data order"),
+)
+
+
+def add_schedule_flags(group, defaults, steps_default: int) -> None:
+    """--steps, the SCHEDULE_FLAGS with `defaults` (a TrainConfig) as their defaults, and --max-train."""
+    group.add_argument("--steps", type=positive_int, default=steps_default, help="training steps")
+    for flag, name, kind, text in SCHEDULE_FLAGS:
+        group.add_argument(flag, type=kind, default=getattr(defaults, name), help=text)
+    group.add_argument("--max-train", type=int, default=0, help="use only the first N training rows (0: all)")
+
+
+def schedule_from_args(args, base):
+    """`base` (a TrainConfig) with --steps and the SCHEDULE_FLAGS applied."""
+    import dataclasses
+
+    return dataclasses.replace(base, steps=args.steps,
+                               **{name: getattr(args, name) for _, name, _, _ in SCHEDULE_FLAGS})
+
+
+def limit_train(data, max_train: int):
+    """Keep only the first `max_train` training rows (0 keeps all)."""
+    if max_train < 0:
+        raise HousenumError(f"--max-train must be >= 0, got {max_train}")
+    if max_train:
+        data.train = (data.train[0][:max_train], data.train[1][:max_train])
+    return data
