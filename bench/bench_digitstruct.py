@@ -151,9 +151,11 @@ print(json.dumps({
 
 def measure_memory(path: Path, method: str, limit: int | None, slice_records: int | None) -> dict:
     """Parse the file in a fresh process; its peak RSS and RssAnon (KiB), seconds, result digest."""
+    limit_arg = "" if limit is None else str(limit)
     slices = "" if slice_records is None or method != "fast" else str(slice_records)
-    cmd = [sys.executable, "-c", MEMORY_CHILD, str(path), method, "" if limit is None else str(limit), str(REPO), slices]
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    cmd = [sys.executable, "-c", MEMORY_CHILD, str(path), method, limit_arg, str(REPO), slices]
+    # Not check=True: a failing child's last stderr line (its error) makes a one-line message here.
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise DataError(f"{path}: the {method} reader failed in its measuring process: {last}")
