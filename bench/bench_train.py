@@ -10,9 +10,10 @@
      feed_dict, one Session.run per step, GradientDescentOptimizer, batches sliced at
      (step * batch) % (N - batch)), in a separate process so that disable_eager_execution cannot leak.
      Both start from the same initial weights; the initial loss of each (dropout off) is printed as a
-     check that the two networks are the same.
+     check that the two networks are the same. The TF1 process stays up and the two alternate run by run
+     (AB BA AB ...), so that load from other jobs on a shared machine falls on both alike.
    Best of --repeat timed runs of --steps steps each; wall-clock images/s plus CPU ms per image (all
-   threads of the process), which other jobs on a shared machine distort less than wall-clock time.
+   threads of the process), which other jobs distort less than wall-clock time.
 2. Prediction, ms per photo after the model is loaded: the seed network (untrained) exported as training
    exports it, loaded with `housenum.predict.Reader`, reading --photos JPEGs of random sizes between
    100x50 and 1600x1200 plus the real SVHN PNGs of the mirror's matlab/ folder: `read_photos` on all of
@@ -49,7 +50,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from housenum.cli import make_parser, run  # noqa: E402
-from housenum.config import BLANK, preset, seed_network  # noqa: E402
+from housenum.config import BLANK, PRESETS, preset, seed_network  # noqa: E402
 from housenum.errors import DataError, HousenumError  # noqa: E402
 
 DEFAULT_MIRROR = REPO.parent / "shared" / "data" / "svhn"
@@ -109,63 +110,114 @@ def set_threads(intra: int, inter: int) -> None:
     tf.config.threading.set_inter_op_parallelism_threads(inter)
 
 
-def bench_ours(cfg, images, labels, steps: int, warmup: int, repeat: int, work: Path, progress: bool) -> dict:
-    """Time the Trainer's compiled chunk on its own input pipeline. Also writes the initial weights to
-    work/initial_weights.npz and the initial loss (dropout off) for the TF1 comparison."""
-    import tensorflow as tf
-    from tqdm import tqdm
+class Ours:
+    """The project's training path, ready to time: Trainer's compiled chunk on its own input pipeline.
 
-    from housenum.model import count_params, kernel_weights
-    from housenum.preprocess import Data
-    from housenum.train import Trainer, make_distributed_dataset, per_example_loss
+    Building also writes the initial weights to work/initial_weights.npz and computes the initial loss
+    (dropout off, first batch), so that the TF1 graph can start from the same weights and show the same loss."""
 
-    empty = (images[:0], labels[:0])
-    trainer = Trainer(cfg, Data((images, labels), empty, empty, "bench random data"), work / "ours",
-                      log=lambda s: None, progress=False)
-    trainer._build()  # model, optimiser and checkpoint objects exactly as fit() makes them
-    model = trainer.model
-    np.savez(work / "initial_weights.npz", **{v.path: v.numpy() for v in model.trainable_variables})
-    batch = cfg.train.batch_size
-    xb, yb = tf.constant(images[:batch]), tf.constant(labels[:batch])
-    out = model(xb, training=False)
-    l2 = cfg.train.l2 * tf.add_n([tf.nn.l2_loss(w) for w in kernel_weights(model)])
-    initial_loss = float(tf.reduce_mean(per_example_loss(out, yb)) + l2)
+    name, short = "ours (Trainer chunk + tf.data)", "ours"
 
-    chunk_fn = trainer._make_train_fn()
-    chunk = min(FIT_CHUNK, cfg.train.eval_every, steps)
-    total = warmup + repeat * steps
-    dist = make_distributed_dataset(trainer.strategy, images, labels, batch, cfg.train.seed, 0, total)
-    iterator = iter(dist)
+    def __init__(self, cfg, images, labels, total_steps: int, work: Path, progress: bool):
+        import tensorflow as tf
 
-    def run_steps(n: int, bar) -> float:
+        from housenum.model import count_params, kernel_weights
+        from housenum.preprocess import Data
+        from housenum.train import Trainer, make_distributed_dataset, per_example_loss
+
+        self.tf, self.progress = tf, progress
+        empty = (images[:0], labels[:0])
+        trainer = Trainer(cfg, Data((images, labels), empty, empty, "bench random data"), work / "ours",
+                          log=lambda s: None, progress=False)
+        trainer._build()  # model, optimiser and checkpoint objects exactly as fit() makes them
+        model = trainer.model
+        np.savez(work / "initial_weights.npz", **{v.path: v.numpy() for v in model.trainable_variables})
+        batch = cfg.train.batch_size
+        out = model(tf.constant(images[:batch]), training=False)
+        l2 = cfg.train.l2 * tf.add_n([tf.nn.l2_loss(w) for w in kernel_weights(model)])
+        self.initial_loss = float(tf.reduce_mean(per_example_loss(out, tf.constant(labels[:batch]))) + l2)
+        self.params = count_params(model)
+        self.trainer = trainer
+        self.chunk_fn = trainer._make_train_fn()
+        self.chunk = min(FIT_CHUNK, cfg.train.eval_every)
+        dist = make_distributed_dataset(trainer.strategy, images, labels, batch, cfg.train.seed, 0, total_steps)
+        self.iterator = iter(dist)
+
+    def run(self, steps: int, label: str) -> tuple[float, float, float]:
+        """(wall s, CPU s, last loss) of `steps` steps, called as fit calls them."""
+        from tqdm import tqdm
+
         loss = float("nan")
-        while n > 0:
-            k = min(chunk, n)
-            loss = float(chunk_fn(iterator, tf.constant(k)))  # reading the loss waits for the chunk, as fit does
-            n -= k
-            bar.update(k)
-        return loss
-
-    t0 = time.perf_counter()
-    with tqdm(total=warmup, desc="ours warm-up", unit="step", disable=not progress, leave=False) as bar:
-        run_steps(warmup, bar)
-    warmup_s = time.perf_counter() - t0
-    runs = []
-    for r in range(repeat):
-        with tqdm(total=steps, desc=f"ours run {r + 1}/{repeat}", unit="step", disable=not progress,
-                  leave=False) as bar:
+        with tqdm(total=steps, desc=label, unit="step", disable=not self.progress, leave=False) as bar:
             t0, c0 = time.perf_counter(), time.process_time()
-            loss = run_steps(steps, bar)
-            runs.append((time.perf_counter() - t0, time.process_time() - c0, loss))
-    return {
-        "runs": runs, "warmup_s": warmup_s, "initial_loss": initial_loss, "params": count_params(model),
-        "chunk": chunk, "final_step": int(trainer.optimizer.iterations.numpy()),
-    }
+            n = steps
+            while n > 0:
+                k = min(self.chunk, n)
+                # reading the loss back waits for the chunk to finish, as fit does after every chunk
+                loss = float(self.chunk_fn(self.iterator, self.tf.constant(k)))
+                n -= k
+                bar.update(k)
+            return time.perf_counter() - t0, time.process_time() - c0, loss
+
+    def close(self) -> None:
+        self.iterator = None  # a live from_generator iterator can stall interpreter exit
 
 
 # ------------------------------------------------------------------------------------------ TF1-style
+_REPLY = "@@bench-tf1 "  # marks the worker's replies on its stdout
+
+
+class TF1:
+    """The study-era implementation in a long-lived subprocess, driven run by run over its stdin/stdout, so
+    that its timed runs can alternate with ours."""
+
+    name, short = "TF1-style (Session + feed_dict)", "TF1"
+
+    def __init__(self, args, work: Path, weights: Path | None):
+        spec = {
+            "images": args.images, "seed": args.seed, "batch": args.batch_size, "intra": args.threads,
+            "inter": args.inter_threads, "progress": not args.no_progress,
+            "weights": str(weights) if weights else None,
+        }
+        spec_path = work / "tf1_spec.json"
+        spec_path.write_text(json.dumps(spec))
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+        self.proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--tf1-worker", str(spec_path)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+        )
+        ready = self._reply()
+        self.params, self.initial_loss = ready["params"], ready.get("initial_loss")
+
+    def _send(self, msg: dict) -> dict:
+        self.proc.stdin.write(json.dumps(msg) + "\n")
+        self.proc.stdin.flush()
+        return self._reply()
+
+    def _reply(self) -> dict:
+        for line in self.proc.stdout:
+            if line.startswith(_REPLY):
+                return json.loads(line[len(_REPLY):])
+            print(line, end="")  # anything else the worker printed
+        status = self.proc.wait()
+        raise HousenumError(f"the TF1-style subprocess stopped (exit status {status}); its output is above")
+
+    def run(self, steps: int, label: str) -> tuple[float, float, float]:
+        r = self._send({"steps": steps, "label": label})
+        return r["wall"], r["cpu"], r["loss"]
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.close()  # end of input: the worker exits
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
 def tf1_worker(spec_path: str) -> int:
-    """The study-era implementation, run in its own process (`--tf1-worker SPEC.json`)."""
+    """The study-era implementation, in its own process (`--tf1-worker SPEC.json`): builds the graph, replies
+    "ready", then runs the steps each line of stdin asks for and replies with their timing."""
     spec = json.loads(Path(spec_path).read_text())
     from housenum import quiet_tf  # noqa: F401  (TensorFlow without its banner)
     import tensorflow as tf
@@ -201,8 +253,8 @@ def tf1_worker(spec_path: str) -> int:
             h = v1.nn.max_pool(h, ksize=[1, 2, 2, 1], strides=[1, 2, 2, 1], padding="SAME")
             depth_in = depth
         shape = h.get_shape().as_list()
-        h = tf.reshape(h, [-1, shape[1] * shape[2] * shape[3]])
         units_in = shape[1] * shape[2] * shape[3]
+        h = tf.reshape(h, [-1, units_in])
         for i, units in enumerate(fc_units, start=1):
             w, b = layer(f"fc{i}", [units_in, units])
             h = v1.nn.dropout(tf.nn.relu(tf.matmul(h, w) + b), rate=1.0 - keep_prob)
@@ -226,40 +278,34 @@ def tf1_worker(spec_path: str) -> int:
         params = int(sum(np.prod(v.get_shape().as_list()) for v in v1.trainable_variables()))
         init = v1.global_variables_initializer()
 
+    def reply(msg: dict) -> None:
+        sys.stdout.write(_REPLY + json.dumps(msg) + "\n")
+        sys.stdout.flush()
+
     config = v1.ConfigProto(intra_op_parallelism_threads=spec["intra"], inter_op_parallelism_threads=spec["inter"])
-    result = {"params": params}
+    ready = {"params": params}
     with v1.Session(graph=graph, config=config) as session:
         session.run(init)
         if spec.get("weights"):
             _load_keras_weights(session, graph, spec["weights"], max_digits)
-            result["initial_loss"] = float(session.run(loss, {x: images[:batch], y: labels[:batch]}))
-
-        def run_steps(start: int, count: int, label: str) -> float:
+            ready["initial_loss"] = float(session.run(loss, {x: images[:batch], y: labels[:batch]}))
+        reply(ready)
+        step = 0
+        for line in sys.stdin:
+            ask = json.loads(line)
             value = float("nan")
-            bar = _bar(count, label, spec["progress"])
-            for step in range(start, start + count):
+            bar = _bar(ask["steps"], ask["label"], spec["progress"])
+            t0, c0 = time.perf_counter(), time.process_time()
+            for i in range(ask["steps"]):
                 offset = (step * batch) % (n - batch)  # the study-era batch walk
                 feed = {x: images[offset:offset + batch], y: labels[offset:offset + batch], keep_prob: 0.8}
                 _, value = session.run([optimizer, loss], feed_dict=feed)
-                if (step - start + 1) % 10 == 0 or step == start + count - 1:
-                    bar.update(step - start + 1 - bar.n)
+                step += 1
+                if i % 10 == 9:
+                    bar.update(10)
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
             bar.close()
-            return float(value)
-
-        t0 = time.perf_counter()
-        run_steps(0, spec["warmup"], "TF1 warm-up")
-        result["warmup_s"] = time.perf_counter() - t0
-        runs, step = [], spec["warmup"]
-        for r in range(spec["repeat"]):
-            t0, c0 = time.perf_counter(), time.process_time()
-            value = run_steps(step, spec["steps"], f"TF1 run {r + 1}/{spec['repeat']}")
-            runs.append((time.perf_counter() - t0, time.process_time() - c0, value))
-            step += spec["steps"]
-        result["runs"] = runs
-        result["final_step"] = int(session.run(global_step))
-    tmp = Path(spec["result"] + ".tmp")
-    tmp.write_text(json.dumps(result))
-    os.replace(tmp, spec["result"])
+            reply({"wall": wall, "cpu": cpu, "loss": float(value), "step": int(session.run(global_step))})
     return 0
 
 
@@ -271,29 +317,11 @@ def _load_keras_weights(session, graph, path: str, max_digits: int) -> None:
         if name.startswith("digits/"):
             kind = name.split("/")[1]
             for i in range(max_digits):
-                part = value[..., i * 10:(i + 1) * 10]
-                by_name[f"digit{i + 1}/{kind}"].load(part, session)
-        else:
-            if name not in by_name:
-                raise HousenumError(f"TF1 graph has no variable for Keras weight {name!r}; has {sorted(by_name)}")
+                by_name[f"digit{i + 1}/{kind}"].load(value[..., i * 10:(i + 1) * 10], session)
+        elif name in by_name:
             by_name[name].load(value, session)
-
-
-def bench_tf1(args, work: Path, with_weights: bool) -> dict:
-    spec = {
-        "images": args.images, "seed": args.seed, "batch": args.batch_size, "steps": args.steps,
-        "warmup": args.warmup, "repeat": args.repeat, "intra": args.threads, "inter": args.inter_threads,
-        "progress": not args.no_progress, "result": str(work / "tf1_result.json"),
-        "weights": str(work / "initial_weights.npz") if with_weights else None,
-    }
-    spec_path = work / "tf1_spec.json"
-    spec_path.write_text(json.dumps(spec))
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--tf1-worker", str(spec_path)], env=env)
-    result_path = Path(spec["result"])
-    if proc.returncode != 0 or not result_path.is_file():
-        raise HousenumError(f"the TF1-style subprocess failed (exit status {proc.returncode}); its output is above")
-    return json.loads(result_path.read_text())
+        else:
+            raise HousenumError(f"TF1 graph has no variable for Keras weight {name!r}; has {sorted(by_name)}")
 
 
 # -------------------------------------------------------------------------------------------- training
@@ -305,54 +333,63 @@ def train_part(args) -> None:
     study = seed_network()
     same_train = all(getattr(cfg.train, k) == getattr(study.train, k)
                      for k in ("optimizer", "learning_rate", "decay_rate", "decay_steps", "staircase", "l2"))
-    tf1 = cfg.model == study.model and same_train
+    with_tf1 = cfg.model == study.model and same_train
     if args.images < args.batch_size + 1:
         raise DataError(f"--images must exceed --batch-size ({args.batch_size}), got {args.images}")
     print(f"\n== training throughput: preset {args.preset}, batch {args.batch_size}, {args.images:,} random "
           f"32x32 images (seed {args.seed}), {args.steps} timed steps x best of {args.repeat}, {args.warmup} "
-          f"warm-up steps; threads {threads_text(args.threads, args.inter_threads)}")
+          f"warm-up steps; threads {threads_text(args.threads, args.inter_threads)}", flush=True)
     work = Path(tempfile.mkdtemp(prefix="bench-train-"))
+    impls: list = []
     try:
         images, labels = make_data(args.images, args.seed)
-        print(f"ours: load before {load_now()}", flush=True)
-        ours = bench_ours(cfg, images, labels, args.steps, args.warmup, args.repeat, work, not args.no_progress)
-        load_ours = load_now()
-        del images, labels
-        rows = [("ours (Trainer chunk + tf.data)", ours, load_ours)]
-        theirs = None
-        if tf1:
-            print(f"TF1-style (subprocess): load before {load_now()}", flush=True)
-            theirs = bench_tf1(args, work, with_weights=True)
-            rows.append(("TF1-style (Session + feed_dict)", theirs, load_now()))
+        ours = Ours(cfg, images, labels, args.warmup + args.repeat * args.steps, work, not args.no_progress)
+        impls.append(ours)
+        if with_tf1:
+            impls.append(TF1(args, work, work / "initial_weights.npz"))
         else:
             print(f"TF1-style: skipped (it mirrors the seed network and SGD schedule; preset {args.preset} differs)")
+        warmup_s = {}
+        for impl in impls:  # tracing, first-use allocations, the input pipeline's prefetch
+            warmup_s[impl.name] = impl.run(args.warmup, f"{impl.short} warm-up")[0]
+        runs: dict[str, list] = {impl.name: [] for impl in impls}
+        loads: dict[str, list] = {impl.name: [] for impl in impls}
+        for r in range(args.repeat):
+            # alternate the order (AB BA AB ...) so that other jobs' load falls on both alike
+            for impl in (impls if r % 2 == 0 else impls[::-1]):
+                runs[impl.name].append(impl.run(args.steps, f"{impl.short} run {r + 1}/{args.repeat}"))
+                loads[impl.name].append(os.getloadavg()[0])
+        images_timed = args.steps * args.batch_size
         print(f"\n{'implementation':<32} {'images/s':>9} {'ms/step':>8} {'CPU ms/img':>11} {'all runs img/s':>22} "
-              f"{'warm-up s':>9} {'load after':>10}")
-        best = {}
-        for name, r, load in rows:
-            ips = [args.steps * args.batch_size / wall for wall, _, _ in r["runs"]]
-            i = int(np.argmax(ips))
-            wall, cpu, _ = r["runs"][i]
-            best[name] = ips[i]
-            print(f"{name:<32} {ips[i]:>9.0f} {1000 * wall / args.steps:>8.2f} "
-                  f"{1000 * cpu / (args.steps * args.batch_size):>11.3f} {' '.join(f'{v:.0f}' for v in ips):>22} "
-                  f"{r['warmup_s']:>9.1f} {load:>10}")
-        if theirs is not None:
-            ours_ips, tf1_ips = best[rows[0][0]], best[rows[1][0]]
-            cpu_ours = min(c for _, c, _ in ours["runs"]) / (args.steps * args.batch_size)
-            cpu_tf1 = min(c for _, c, _ in theirs["runs"]) / (args.steps * args.batch_size)
-            print(f"ratio ours / TF1: {ours_ips / tf1_ips:.2f}x images/s (best runs); "
-                  f"CPU per image ours / TF1: {cpu_ours / cpu_tf1:.2f}x (lower is cheaper)")
-            print(f"same network check: {ours['params']:,} vs {theirs['params']:,} trainable parameters; initial "
-                  f"loss from the same weights, dropout off, first batch: ours {ours['initial_loss']:.5f}, TF1 "
-                  f"{theirs['initial_loss']:.5f}")
+              f"{'warm-up s':>9} {'load':>5}")
+        best_ips, best_cpu = {}, {}
+        for impl in impls:
+            ips = [images_timed / wall for wall, _, _ in runs[impl.name]]
+            best_ips[impl.name] = max(ips)
+            best_cpu[impl.name] = min(cpu for _, cpu, _ in runs[impl.name]) / images_timed
+            print(f"{impl.name:<32} {max(ips):>9.0f} {1000 * images_timed / max(ips) / args.steps:>8.2f} "
+                  f"{1000 * best_cpu[impl.name]:>11.3f} {' '.join(f'{v:.0f}' for v in ips):>22} "
+                  f"{warmup_s[impl.name]:>9.1f} {np.mean(loads[impl.name]):>5.2f}")
+        if len(impls) == 2:
+            a, b = (impl.name for impl in impls)
+            print(f"ratio ours / TF1: {best_ips[a] / best_ips[b]:.2f}x images/s (best runs); CPU time per image "
+                  f"ours / TF1: {best_cpu[a] / best_cpu[b]:.2f}x (below 1: ours is cheaper)")
+            print(f"same network check: {ours.params:,} vs {impls[1].params:,} trainable parameters; initial loss "
+                  f"from the same weights, dropout off, first batch: ours {ours.initial_loss:.5f}, TF1 "
+                  f"{impls[1].initial_loss:.5f}")
         else:
-            print(f"ours: {ours['params']:,} trainable parameters")
-        print(f"timed: ours = steady-state steps of the tf.function from Trainer._make_train_fn() fed by "
-              f"make_distributed_dataset, {ours['chunk']} steps per call with the loss read back (as fit); "
-              f"tracing, warm-up, evaluation, logging and checkpoints excluded. TF1 = one Session.run per step "
-              f"(train op + loss), feed_dict slices; graph building and warm-up excluded.")
+            print(f"ours: {ours.params:,} trainable parameters")
+        note = (f"timed: ours = steady-state steps of the tf.function from Trainer._make_train_fn() fed by "
+                f"make_distributed_dataset, {min(ours.chunk, args.steps)} steps per call with the loss read back "
+                f"after each (as fit does); tracing, warm-up, evaluation, logging and checkpoints not timed.")
+        if len(impls) == 2:
+            note += (" TF1 = one Session.run per step (train op + loss) with feed_dict slices, in a subprocess; "
+                     "graph building and warm-up not timed. The two alternate run by run.")
+        print(note + " CPU ms/img counts all threads of the process; load = 1-minute load average after each "
+              "implementation's runs, averaged (2 = both cores busy).")
     finally:
+        for impl in impls:
+            impl.close()
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -434,7 +471,7 @@ def predict_part(args) -> None:
             single_load.append(t1 - t0)
             single_model.append(time.perf_counter() - t1)
         single_ms = 1000 * np.array(single)
-        big = int(np.argmax([p.stat().st_size for p in paths]))
+        big = int(np.argmax([_pixels(p) for p in paths]))
 
         def ms(seconds):
             return 1000 * seconds / n
@@ -457,6 +494,13 @@ def predict_part(args) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _pixels(path: Path) -> int:
+    from PIL import Image
+
+    with Image.open(path) as im:  # reads the header only
+        return im.width * im.height
+
+
 def _bar(total: int, desc: str, enabled: bool):
     from tqdm import tqdm
 
@@ -470,8 +514,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=300, help="timed training steps per run")
     parser.add_argument("--warmup", type=int, default=50, help="untimed steps first (tracing, caches, prefetch)")
     parser.add_argument("--batch-size", type=int, default=100, help="training batch (both implementations)")
-    parser.add_argument("--preset", default="seed", help="network preset for ours: seed, smoke or improved "
-                        "(TF1-style runs only for the seed network)")
+    parser.add_argument("--preset", default="seed", choices=sorted(PRESETS),
+                        help="network preset for ours (TF1-style runs only for the seed network)")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs; the best is reported")
     parser.add_argument("--images", type=int, default=20000, help="random training images (seeded)")
     parser.add_argument("--seed", type=int, default=0, help="seed of data, weights and photos")
