@@ -10,7 +10,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from housenum.train import make_strategy  # noqa: E402
 
-strategy = make_strategy(sys.argv[1])  # first, before any other TensorFlow work
+if sys.argv[1] == "mirrored-2cpu":
+    # two logical CPU devices stand in for two GPUs: MirroredStrategy with two local replicas
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+else:
+    strategy = make_strategy(sys.argv[1])  # first, before any other TensorFlow work
 
 import numpy as np  # noqa: E402
 

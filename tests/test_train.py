@@ -162,3 +162,18 @@ def test_two_workers_match_one_worker(tmp_path):
         np.testing.assert_array_equal(w0[k], w1[k])
         np.testing.assert_allclose(w0[k], one[k], rtol=1e-4, atol=1e-5)
     assert (tmp_path / "mw" / "model.keras").is_file()  # the chief wrote the model
+
+
+def test_two_local_replicas_match_one(tmp_path):
+    """MirroredStrategy over two logical CPUs (as over two GPUs): each local replica takes its half of
+    the global batch, and the result equals one replica's within float tolerance."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO)}
+    worker = [sys.executable, str(REPO / "tests" / "_train_worker.py")]
+    for mode, name, replicas in (("mirrored-2cpu", "two", 2), ("default", "one", 1)):
+        proc = subprocess.run(worker + [mode, str(tmp_path / name), str(tmp_path / f"{name}.npz")], env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert f"replicas {replicas}" in proc.stdout
+    two, one = np.load(tmp_path / "two.npz"), np.load(tmp_path / "one.npz")
+    for k in one.files:
+        np.testing.assert_allclose(two[k], one[k], rtol=1e-4, atol=1e-5)
