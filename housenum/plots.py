@@ -70,11 +70,12 @@ def layer_sweep(rows: Sequence[dict], path: Path) -> Path:
         if not pts:
             continue
         ax.plot(*zip(*pts), linestyle=":" if r["family"] == "fc" else "-", lw=2, color=cmap((r["layers"] - 1) % 10),
-                marker="o" if len(pts) < 3 else None, label=f"{r['layers']} layers, {'FC only' if r['family'] == 'fc' else 'conv'}")
+                marker="o" if len(pts) < 3 else None,
+                label=f"{r['layers']} layer{'s' if r['layers'] > 1 else ''}, {'FC only' if r['family'] == 'fc' else 'conv'}")
     ax.set_xlabel("training step")
     ax.set_ylabel("test accuracy (whole sequence)")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.set_title("Layer sweep: fully connected only (dotted) vs convolutional (solid)")
-    ax.legend(fontsize=8, loc="lower right", ncol=2)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))  # beside the curves, not on them
     return _save(fig, path)
