@@ -41,6 +41,8 @@ def parse_args(argv=None):
     p.add_argument("--letters-steps", type=int, default=3000, help="training steps of the seed network on letters")
     p.add_argument("--photos", nargs="*", default=None, help="photos for step 5 (default: the fetched real SVHN photos)")
     p.add_argument("--seed", type=int, default=0, help="seed of every step")
+    p.add_argument("--fresh", action="store_true",
+                   help="retrain step 3 and the sweep from scratch instead of resuming or reading back earlier runs")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p.parse_args(argv)
 
@@ -116,14 +118,17 @@ def main(argv=None) -> int:
 
     # 3. train and test
     run_name = f"{args.preset}{'_synthetic' if args.synthetic is not None else ''}"
+    fresh = ["--fresh"] if args.fresh else []
     step("step 3", "train_and_test_svhn_data.py", "--preset", args.preset, "--data", svhn_h5, "--results-dir",
-         results, "--run-name", run_name, "--steps", args.steps, *seed, *quiet)
+         results, "--run-name", run_name, "--steps", args.steps, *seed, *quiet, *fresh)
 
     # 4. the layer sweep and the baselines
+    force = ["--force"] if args.fresh else []
     step("step 4", "layer_sweep.py", "--data", svhn_h5, "--results-dir", train_results, "--steps",
-         args.sweep_steps, *seed, *quiet)
+         args.sweep_steps, *seed, *quiet, *force)
     step("step 4 (baselines)", "layer_sweep.py", "--baseline", "logistic", "seed-letters", "--notmnist",
-         letters_dir / "notmnist.h5", "--results-dir", results, "--letters-steps", args.letters_steps, *seed, *quiet)
+         letters_dir / "notmnist.h5", "--results-dir", results, "--letters-steps", args.letters_steps, *seed,
+         *quiet, *force)
 
     # 5. read photos
     photos = args.photos if args.photos else [str(p) for p in real_photos(data / "svhn")]

@@ -59,7 +59,8 @@ def sweep_entries(layers: Sequence[int], base: ModelConfig = ModelConfig()) -> l
     return entries
 
 
-def _finished(run_dir: Path, steps: int) -> dict | None:
+def _finished(run_dir: Path, cfg: RunConfig, fingerprint: str) -> dict | None:
+    """The stored result of a finished run of exactly these settings on exactly this data, else None."""
     path = run_dir / "metrics.json"
     if not path.is_file():
         return None
@@ -67,7 +68,9 @@ def _finished(run_dir: Path, steps: int) -> dict | None:
         result = json.loads(path.read_text())
     except ValueError:
         return None
-    return result if result.get("steps") == steps else None
+    same = (result.get("steps") == cfg.train.steps and result.get("data_fingerprint") == fingerprint
+            and result.get("config") == json.loads(cfg.to_json()))
+    return result if same else None
 
 
 def _history(run_dir: Path) -> list[dict]:
@@ -82,23 +85,25 @@ def run_sweep(entries: Sequence[SweepEntry], train: TrainConfig, data, results_d
     import tensorflow as tf
 
     from housenum.model import build_model, count_params
-    from housenum.train import Trainer
+    from housenum.train import Trainer, data_fingerprint
 
     # every configuration traces its own functions; TensorFlow's "retracing" advice is noise here
     tf.get_logger().setLevel("ERROR")
 
     results_dir = Path(results_dir)
+    fingerprint = data_fingerprint(data)
     rows = []
     for entry in entries:
         run_dir = results_dir / "layer_sweep" / entry.name
         cfg = RunConfig(model=entry.model, train=train,
                         data=dataclasses.replace(RunConfig().data, image_size=entry.model.image_size)).validate()
-        result = None if force else _finished(run_dir, train.steps)
+        result = None if force else _finished(run_dir, cfg, fingerprint)
         if result is not None:
             log(f"{entry.name}: finished earlier, read back from {run_dir / 'metrics.json'}")
         else:
             log(f"{entry.name}: training {train.steps:,} steps into {run_dir}")
-            result = Trainer(cfg, data, run_dir, progress=progress, log=lambda s: None, test_during=True).fit(fresh=force)
+            result = Trainer(cfg, data, run_dir, progress=progress, log=lambda s: None, test_during=True,
+                             restart_hint="rerun with --force to retrain it").fit(fresh=force)
         rows.append({
             "config": entry.name, "family": entry.family, "layers": entry.layers,
             "parameters": result.get("parameters") or count_params(build_model(entry.model)),

@@ -17,6 +17,7 @@ multi-worker runs reproducible:
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import os
@@ -212,7 +213,8 @@ class Trainer:
     """Trains one configuration into `run_dir` (CSV log, TensorBoard scalars, checkpoints, model, metrics)."""
 
     def __init__(self, cfg: RunConfig, data: Data, run_dir: Path | str, strategy=None,
-                 log: Callable[[str], None] = print, progress: bool = True, test_during: bool = False):
+                 log: Callable[[str], None] = print, progress: bool = True, test_during: bool = False,
+                 restart_hint: str = "use another --run-name or --fresh to start over"):
         self.cfg = cfg.validate()
         self.data = data
         self.run_dir = Path(run_dir)
@@ -220,6 +222,7 @@ class Trainer:
         self.log = log
         self.progress = progress
         self.test_during = test_during  # also score the test set at every evaluation (the layer sweep's chart)
+        self.restart_hint = restart_hint  # what the user can do when the run folder holds another run
         self.chief = is_chief(self.strategy)
         self._check_data()
 
@@ -252,13 +255,15 @@ class Trainer:
             self.best = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_valid")
         # outside the scope: collectives cannot broadcast strings, and every worker holds the same value
         self.config_var = tf.Variable(self.cfg.to_json(), trainable=False, name="config")
+        self.data_var = tf.Variable(json.dumps({"fingerprint": data_fingerprint(self.data),
+                                                "description": self.data.description}), trainable=False, name="data")
         # Keras 3 objects are only partly visible to tf.train.Checkpoint (non-trainable state such as
         # batch-norm statistics and dropout seed generators would be lost), so every variable is listed
         # explicitly, in the model's own order (resume requires the same settings, hence the same order).
         self.ckpt = tf.train.Checkpoint(
             model_variables=[v.value for v in self.model.variables],
             optimizer_variables=[v.value for v in self.optimizer.variables],
-            best=self.best, config=self.config_var,
+            best=self.best, config=self.config_var, data=self.data_var,
         )
         ckpt_dir = self.run_dir / "checkpoints"
         self._scratch = None
@@ -281,9 +286,15 @@ class Trainer:
         if stored != mine:
             diff = _dict_diff(stored, mine)
             raise TrainingError(
-                f"{self.run_dir} holds a checkpoint of different settings ({diff}); "
-                f"use another --run-name or --fresh to start over"
+                f"{self.run_dir} holds a checkpoint of different settings ({diff}); {self.restart_hint}"
             )
+        if reader.has_tensor("data/.ATTRIBUTES/VARIABLE_VALUE"):
+            was = json.loads(reader.get_tensor("data/.ATTRIBUTES/VARIABLE_VALUE").decode())
+            if was["fingerprint"] != data_fingerprint(self.data):
+                raise TrainingError(
+                    f"{self.run_dir} holds a checkpoint trained on other data ({was['description'] or 'unnamed'}); "
+                    f"{self.restart_hint}"
+                )
         self.ckpt.restore(latest).assert_existing_objects_matched()
         step = int(self.optimizer.iterations.numpy())
         self.log(f"resumed from {latest} at step {step}")
@@ -410,6 +421,7 @@ class Trainer:
             "train_seconds": float(history[-1]["elapsed_s"]) if history and history[-1].get("elapsed_s") != "" else 0.0,
             "parameters": count_params(self.model),
             "best_valid_accuracy": float(self.best.numpy()),
+            "data_fingerprint": data_fingerprint(self.data),
             "valid": valid,
             "test": test,
             "replicas": self.strategy.num_replicas_in_sync,
@@ -438,6 +450,17 @@ def export_model(model: keras.Model, cfg: RunConfig, run_dir: Path, result: dict
 
 
 # ------------------------------------------------------------------------------------------------ helpers
+def data_fingerprint(data: Data) -> str:
+    """A cheap identity of the training data: split shapes, every label and the first images. A run
+    resumes only on the data it started with."""
+    h = hashlib.sha256()
+    for x, y in (data.train, data.valid, data.test):
+        h.update(repr((x.shape, str(x.dtype), y.shape, str(y.dtype))).encode())
+        h.update(np.ascontiguousarray(y).tobytes())
+        h.update(np.ascontiguousarray(x[:64]).tobytes())
+    return h.hexdigest()[:20]
+
+
 def _next_multiple(step: int, every: int) -> int:
     return (step // every + 1) * every
 

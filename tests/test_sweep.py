@@ -14,6 +14,7 @@ from housenum.config import TrainConfig
 from housenum.errors import HousenumError
 from housenum.model import build_model
 from housenum.sweep import letters_config, run_sweep, sweep_entries
+from housenum.train import TrainingError
 from tests.helpers import random_data
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,6 +55,10 @@ def test_sweep_writes_csv_chart_and_reads_back_finished_runs(tmp_path):
     assert (tmp_path / "layer_sweep" / "fc-1" / "metrics.json").stat().st_mtime == mtime
     run_sweep(entries[:1], train, data, tmp_path, force=True, progress=False, log=messages.append)
     assert (tmp_path / "layer_sweep" / "fc-1" / "metrics.json").stat().st_mtime > mtime
+    # other data: nothing is read back, and the old run is not silently continued either
+    with pytest.raises(TrainingError, match="other data.*--force"):
+        run_sweep(entries[:1], train, random_data(n_train=200, n_eval=40, seed=5), tmp_path, progress=False,
+                  log=messages.append)
 
 
 def test_letters_network_is_the_seed_network_with_one_head():

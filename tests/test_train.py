@@ -116,6 +116,12 @@ def test_changed_settings_refuse_to_resume(tmp_path):
         Trainer(tiny_config(12, learning_rate=0.01), random_data(), tmp_path / "r", log=quiet, progress=False).fit()
 
 
+def test_other_data_refuses_to_resume(tmp_path):
+    Trainer(tiny_config(6), random_data(seed=0), tmp_path / "r", log=quiet, progress=False).fit()
+    with pytest.raises(TrainingError, match="trained on other data"):
+        Trainer(tiny_config(12), random_data(seed=1), tmp_path / "r", log=quiet, progress=False).fit()
+
+
 def test_nan_loss_stops_with_a_clear_error(tmp_path):
     with pytest.raises(TrainingError, match="loss became nan|loss became inf"):
         Trainer(tiny_config(30, learning_rate=1e12, every=5), random_data(), tmp_path / "n", log=quiet,
