@@ -225,6 +225,7 @@ class Trainer:
         self.restart_hint = restart_hint  # what the user can do when the run folder holds another run
         self.chief = is_chief(self.strategy)
         self._check_data()
+        self.fingerprint = data_fingerprint(data)  # stored in checkpoints and metrics; checked on resume
 
     def _check_data(self):
         x, y = self.data.train
@@ -255,7 +256,7 @@ class Trainer:
             self.best = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_valid")
         # outside the scope: collectives cannot broadcast strings, and every worker holds the same value
         self.config_var = tf.Variable(self.cfg.to_json(), trainable=False, name="config")
-        self.data_var = tf.Variable(json.dumps({"fingerprint": data_fingerprint(self.data),
+        self.data_var = tf.Variable(json.dumps({"fingerprint": self.fingerprint,
                                                 "description": self.data.description}), trainable=False, name="data")
         # Keras 3 objects are only partly visible to tf.train.Checkpoint (non-trainable state such as
         # batch-norm statistics and dropout seed generators would be lost), so every variable is listed
@@ -290,7 +291,7 @@ class Trainer:
             )
         if reader.has_tensor("data/.ATTRIBUTES/VARIABLE_VALUE"):
             was = json.loads(reader.get_tensor("data/.ATTRIBUTES/VARIABLE_VALUE").decode())
-            if was["fingerprint"] != data_fingerprint(self.data):
+            if was["fingerprint"] != self.fingerprint:
                 raise TrainingError(
                     f"{self.run_dir} holds a checkpoint trained on other data ({was['description'] or 'unnamed'}); "
                     f"{self.restart_hint}"
@@ -336,10 +337,10 @@ class Trainer:
                 if not math.isfinite(loss):
                     saved = self.manager.latest_checkpoint or "none"
                     raise TrainingError(
-                        f"loss became {loss} by step {step} (learning rate {self._lr(step):.3g}); the last "
+                        f"loss became {loss} by step {step} (learning rate {self._lr():.3g}); the last "
                         f"checkpoint ({saved}) is intact; lower --learning-rate or check the data"
                     )
-                row = {"step": step, "loss": loss, "learning_rate": self._lr(step)}
+                row = {"step": step, "loss": loss, "learning_rate": self._lr()}
                 elapsed = time.perf_counter() - t0
                 row["elapsed_s"] = round(done_before + elapsed, 3)  # training time over all sessions
                 row["images_per_s"] = round((step - seen_t0) * tcfg.batch_size / max(elapsed, 1e-9), 1)
@@ -403,10 +404,9 @@ class Trainer:
 
         return train_chunk
 
-    def _lr(self, step: int) -> float:
-        t = self.cfg.train
-        exponent = step // t.decay_steps if t.staircase else step / t.decay_steps
-        return t.learning_rate * t.decay_rate ** exponent
+    def _lr(self) -> float:
+        """The learning rate the optimiser's schedule gives at its current step."""
+        return float(self.optimizer.learning_rate)
 
     # ------------------------------------------------------------------------------------------- finish
     def _finish(self, history: list[dict]) -> dict:
@@ -421,7 +421,7 @@ class Trainer:
             "train_seconds": float(history[-1]["elapsed_s"]) if history and history[-1].get("elapsed_s") != "" else 0.0,
             "parameters": count_params(self.model),
             "best_valid_accuracy": float(self.best.numpy()),
-            "data_fingerprint": data_fingerprint(self.data),
+            "data_fingerprint": self.fingerprint,
             "valid": valid,
             "test": test,
             "replicas": self.strategy.num_replicas_in_sync,
