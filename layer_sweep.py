@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sys
 from pathlib import Path
 
 from housenum import cli
+from housenum.atomic import write_json
 from housenum.config import TrainConfig
 from housenum.sweep import MAX_DEPTH
 
@@ -95,9 +95,7 @@ def run_baselines(args) -> int:
                                   "train_seconds": res["train_seconds"], "run_dir": str(run_dir)}
         print(f"seed network on 28x28 letters: test accuracy {res['test']['accuracy']:.4f} "
               f"({res['test']['n']:,} letters, {len(data.train[0]):,} training letters, {res['steps']:,} steps)")
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(stored, indent=2, default=float) + "\n")
-    os.replace(tmp, path)
+    write_json(path, stored, sort_keys=False)
     print(f"wrote {path}")
     return 0
 

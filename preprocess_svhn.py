@@ -13,12 +13,12 @@ images are skipped and counted, never silently lost.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import replace
 from pathlib import Path
 
 from housenum import cli
+from housenum.atomic import write_json
 from housenum.config import DataConfig
 from housenum.errors import HousenumError
 
@@ -63,9 +63,7 @@ def main(argv=None) -> int:
     results = Path(args.results_dir)
     results.mkdir(parents=True, exist_ok=True)
     summary["output"] = str(out)
-    tmp = results / "svhn_summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    os.replace(tmp, results / "svhn_summary.json")
+    write_json(results / "svhn_summary.json", summary, sort_keys=False)
     plots.histograms(hist["widest"], results / "svhn_widest_box.png", "Widest digit box per image", "pixels")
     plots.histograms(hist["tallest"], results / "svhn_tallest_box.png", "Tallest digit box per image", "pixels")
     print(f"data: {summary['data']} ({summary['source']})")

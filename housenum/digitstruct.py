@@ -27,6 +27,7 @@ from typing import Sequence
 import h5py
 import numpy as np
 
+from housenum.atomic import atomic_path
 from housenum.errors import DataError
 
 FIELDS = ("label", "left", "top", "width", "height")  # column order of DigitStruct.boxes
@@ -103,15 +104,10 @@ def write_digitstruct(
     header = _matlab_header(path, platform, created)
     records = [_checked_record(path, i, name, b) for i, (name, b) in enumerate(zip(names, boxes))]
 
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         _write_hdf5(tmp, records)
         with open(tmp, "r+b") as fh:
             fh.write(header)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _matlab_header(path: Path, platform: str, created: str | None) -> bytes:

@@ -18,7 +18,6 @@ it and a changed archive is unpacked again.
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import hashlib
 import http.client
@@ -39,6 +38,7 @@ from urllib.parse import urlsplit
 
 from tqdm import tqdm
 
+from housenum.atomic import write_json
 from housenum.errors import DataError, NetworkError
 
 SVHN_URL = "http://ufldl.stanford.edu/housenumbers/"
@@ -413,16 +413,7 @@ def _archive_stamp(path: Path) -> dict[str, Any]:
 
 
 def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh, indent=1, sort_keys=True)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; it is an ordinary data file
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    write_json(path, payload, indent=1)
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -18,7 +18,6 @@ import json
 import multiprocessing
 import os
 import time
-import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -29,6 +28,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from housenum import __version__
+from housenum.atomic import atomic_path, write_json
 from housenum.errors import DataError
 
 LETTERS = "ABCDEFGHIJ"  # label i is LETTERS[i]
@@ -421,40 +421,24 @@ def pixel_stats(pixels: np.ndarray) -> tuple[float, float]:
     return (mean - PIXEL_DEPTH / 2) / PIXEL_DEPTH, float(np.sqrt(var)) / PIXEL_DEPTH
 
 
-def _atomic_target(path: Path) -> Path:
-    """A fresh temporary name beside `path` (same file system, so os.replace is atomic).
-
-    Not tempfile.mkstemp: its 0600 mode would stick to the renamed file; this one follows the umask.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-
-
 def write_notmnist_h5(
     path: Path, data: dict[str, tuple[np.ndarray, np.ndarray]], attrs: dict[str, Any]
 ) -> None:
     """Normalise and write train/valid/test to `path` (temporary name, renamed when complete)."""
-    path = Path(path)
-    tmp = _atomic_target(path)
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["format_version"] = FORMAT_VERSION
-            f.attrs["image_size"] = IMAGE_SIZE
-            f.attrs["normalisation"] = NORMALISATION
-            f.attrs["classes"] = LETTERS
-            for key, value in attrs.items():
-                f.attrs[key] = value
-            for name in SPLITS:
-                pixels, labels = data[name]
-                g = f.create_group(name)
-                images = g.create_dataset("images", shape=(len(pixels), IMAGE_SIZE, IMAGE_SIZE, 1), dtype="float32")
-                for i in range(0, len(pixels), WRITE_ROWS):
-                    images[i : i + WRITE_ROWS] = normalise(pixels[i : i + WRITE_ROWS])
-                g.create_dataset("labels", data=np.asarray(labels, dtype=np.int64))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["format_version"] = FORMAT_VERSION
+        f.attrs["image_size"] = IMAGE_SIZE
+        f.attrs["normalisation"] = NORMALISATION
+        f.attrs["classes"] = LETTERS
+        for key, value in attrs.items():
+            f.attrs[key] = value
+        for name in SPLITS:
+            pixels, labels = data[name]
+            g = f.create_group(name)
+            images = g.create_dataset("images", shape=(len(pixels), IMAGE_SIZE, IMAGE_SIZE, 1), dtype="float32")
+            for i in range(0, len(pixels), WRITE_ROWS):
+                images[i : i + WRITE_ROWS] = normalise(pixels[i : i + WRITE_ROWS])
+            g.create_dataset("labels", data=np.asarray(labels, dtype=np.int64))
 
 
 def load_notmnist(
@@ -509,16 +493,6 @@ def load_notmnist(
 def _class_counts(labels: np.ndarray) -> dict[str, int]:
     counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=NUM_CLASSES)
     return {LETTERS[i]: int(counts[i]) for i in range(NUM_CLASSES)}
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    tmp = _atomic_target(path)
-    try:
-        tmp.write_text(json.dumps(payload, indent=2) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _folder_summary(folder: LetterFolder) -> dict[str, Any]:
@@ -598,7 +572,7 @@ def preprocess_notmnist(settings: NotMnistSettings = NotMnistSettings()) -> dict
     }
     summary["seconds"] = round(time.perf_counter() - started, 2)
     summary["summary_path"] = str(Path(settings.results_dir) / "notmnist_summary.json")
-    _write_json(Path(summary["summary_path"]), summary)
+    write_json(Path(summary["summary_path"]), summary, sort_keys=False)
     return summary
 
 

@@ -19,11 +19,11 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+from housenum.atomic import atomic_path
 from housenum.config import ModelConfig, RunConfig, TrainConfig
 from housenum.errors import HousenumError
 
@@ -122,15 +122,13 @@ def write_outputs(rows: list[dict], results_dir: Path) -> tuple[Path, Path]:
     from housenum import plots
 
     csv_path, png_path = results_dir / "layer_sweep.csv", results_dir / "layer_sweep.png"
-    tmp = csv_path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as f:
+    with atomic_path(csv_path) as tmp, tmp.open("w", newline="") as f:
         w = csv.DictWriter(f, CSV_FIELDS)
         w.writeheader()
         for r in rows:
             for h in r["history"]:
                 w.writerow({"config": r["config"], "family": r["family"], "layers": r["layers"], "step": h["step"],
                             "valid_accuracy": h["valid_accuracy"], "test_accuracy": h.get("test_accuracy", "")})
-    os.replace(tmp, csv_path)
     plots.layer_sweep(rows, png_path)
     return csv_path, png_path
 

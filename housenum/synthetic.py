@@ -41,6 +41,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from housenum.atomic import atomic_path, write_text
 from housenum.digitstruct import write_digitstruct
 from housenum.errors import DataError, HousenumError
 
@@ -1012,8 +1013,7 @@ def _render_split(folder: Path, split: str, n: int, seed: int, config: Synthetic
 
 def _write_tar_gz(path: Path, what: str, members: list[tuple[str, Path | None]]) -> Path:
     """A gzip'd tar of `members` ((archive name, file or None for a folder)), byte-reproducible."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         with open(tmp, "wb") as raw:
             # filename="" keeps the temporary name out of the gzip header; mtime=0 keeps the clock out.
             with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as gz:
@@ -1032,10 +1032,6 @@ def _write_tar_gz(path: Path, what: str, members: list[tuple[str, Path | None]])
                             info.size = src.stat().st_size
                             with open(src, "rb") as fh:
                                 tar.addfile(info, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path
 
 
@@ -1131,9 +1127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="housenum-fit-") as tmp:
             stats = fit_label_stats(_digitstruct_sources(args.fit_stats, Path(tmp)))
         out = Path(args.out)
-        part = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-        part.write_text(_dump_stats(stats), encoding="utf-8")
-        os.replace(part, out)
+        write_text(out, _dump_stats(stats))
         print(f"wrote {out} ({out.stat().st_size} bytes): {stats['source']}")
         print("length counts:", stats["length_counts"])
         return 0
@@ -1141,9 +1135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise DataError(f"--count: expected a positive number of samples, got {args.count}")
     out = Path(args.contact_sheet)
     sheet = contact_sheet(args.count, args.seed)
-    part = out.with_name(f".{out.name}.{os.getpid()}.tmp.png")
-    sheet.save(part)
-    os.replace(part, out)
+    with atomic_path(out, suffix=".png") as part:
+        sheet.save(part)
     print(f"wrote {out} ({args.count} samples, seed {args.seed})")
     return 0
 
