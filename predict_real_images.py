@@ -6,7 +6,7 @@ whole reading). Frame the number with a little margin around it, as the training
 A file that cannot be read gets its own error line; the others are still read; the exit status is
 then 1.
 
-  python predict_real_images.py my_photos/                         # newest model under results/
+  python predict_real_images.py my_photos/                 # the newest house-number model under results/
   python predict_real_images.py a.jpg b.png --model results/seed --show results/readings
 """
 
@@ -17,12 +17,14 @@ import time
 from pathlib import Path
 
 from housenum import cli
+from housenum.errors import HousenumError
 
 
 def parse_args(argv=None):
     p = cli.make_parser(__doc__)
     p.add_argument("inputs", nargs="+", help="image files and/or folders of images")
-    p.add_argument("--model", default=None, help="run folder or model.keras (default: newest under --results-dir)")
+    p.add_argument("--model", default=None,
+                   help="run folder or model.keras (default: the newest house-number model under --results-dir)")
     p.add_argument("--results-dir", default="results", help="where to look for the newest model")
     p.add_argument("--show", default=None, metavar="DIR", help="write each image with its reading drawn on it")
     p.add_argument("--batch-size", type=int, default=64, help="photos per forward pass")
@@ -31,14 +33,22 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from housenum.predict import Reader, collect_paths, draw_reading, find_model, read_photos
+    from housenum.predict import Reader, check_path, collect_paths, draw_reading, find_model, read_photos
 
+    # inputs first: a missing file is reported at once, not after the model's seconds of loading
+    paths, warnings = collect_paths(args.inputs)
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    if not paths:
+        raise HousenumError(f"no image files in {' '.join(args.inputs)}")
+    if all(check_path(p) for p in paths):
+        for p in paths:
+            print(f"error: {p}: {check_path(p)}", file=sys.stderr)
+        return 1
     model_path = Path(args.model) if args.model else find_model(args.results_dir)
     reader = Reader(model_path)
-    paths = collect_paths(args.inputs)
-    if not paths:
-        print(f"error: no image files in {' '.join(args.inputs)}", file=sys.stderr)
-        return 1
+    print(f"model: {reader.describe()}", file=sys.stderr)
+    reader.warm_up()
     t0 = time.perf_counter()
     readings = read_photos(reader, paths, args.batch_size)
     elapsed = time.perf_counter() - t0
@@ -52,8 +62,8 @@ def main(argv=None) -> int:
         if args.show:
             draw_reading(path, r, Path(args.show), i)
     n_ok = len(readings) - failed
-    print(f"read {n_ok} of {len(readings)} image(s) with {reader.path} in {elapsed:.2f} s"
-          + (f" ({1000 * elapsed / max(n_ok, 1):.1f} ms per photo)" if n_ok else ""), file=sys.stderr)
+    print(f"read {n_ok} of {len(readings)} image(s) in {elapsed:.2f} s"
+          + (f" ({1000 * elapsed / max(n_ok, 1):.1f} ms per photo, after warm-up)" if n_ok else ""), file=sys.stderr)
     return 1 if failed else 0
 
 

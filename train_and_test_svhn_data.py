@@ -12,7 +12,12 @@ command resumes from the last checkpoint in results/<run-name>/.
       python train_and_test_svhn_data.py --strategy multiworker       # run the same on every worker
 
 Writes results/<run-name>/: metrics.json, log.csv, tensorboard/, accuracy_vs_steps.png, checkpoints/,
-model.keras + model.json (what predict_real_images.py loads).
+model.keras + model.json (what predict_real_images.py loads). The input size and the data's settings
+(crop margin, validation rows, extra used) come from the preprocessed file itself.
+
+Not the study's budget: --steps defaults to 60,000 where the study trained 100,000-200,000 steps, to
+keep a default run of the seed network under an hour on a 2-core CPU; pass --steps 200000 for the
+study's length.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ import sys
 from pathlib import Path
 
 from housenum import cli
-from housenum.config import PRESETS, RunConfig, preset
+from housenum.config import PRESETS, DataConfig, RunConfig, preset
+from housenum.errors import DataError, HousenumError
 
 REFERENCES = (("the study (real SVHN test set)", 0.953), ("Goodfellow et al. 2014 (real SVHN)", 0.9603),
               ("human operators", 0.98))
@@ -49,7 +55,6 @@ def build_parser(base: RunConfig) -> argparse.ArgumentParser:
     g.add_argument("--run-name", default=None, help="run folder name (default: the preset's name)")
     g.add_argument("--fresh", action="store_true", help="delete the run folder and start over instead of resuming")
     g = p.add_argument_group("network")
-    g.add_argument("--image-size", type=int, default=m.image_size, help="input side in pixels")
     g.add_argument("--conv-depths", type=int_list, default=m.conv_depths, help="conv layer depths, e.g. 16,32,64")
     g.add_argument("--patch", type=int, default=m.patch, help="conv kernel size")
     g.add_argument("--lrn-alpha", type=float, default=m.lrn_alpha, help="local response normalisation alpha")
@@ -74,17 +79,17 @@ def build_parser(base: RunConfig) -> argparse.ArgumentParser:
     return p
 
 
-def config_from_args(args) -> RunConfig:
+def config_from_args(args, data_config: DataConfig) -> RunConfig:
+    """The preset with the flags applied; the data's settings (and so the input size) from the data."""
     base = preset(args.preset)
     model = dataclasses.replace(
-        base.model, image_size=args.image_size, conv_depths=args.conv_depths, patch=args.patch,
+        base.model, image_size=data_config.image_size, conv_depths=args.conv_depths, patch=args.patch,
         lrn_alpha=args.lrn_alpha, lrn_beta=args.lrn_beta, fc_units=args.fc_units, keep_prob=args.keep_prob,
         batch_norm=args.batch_norm, convs_per_block=args.convs_per_block, augment=args.augment,
     )
     train = dataclasses.replace(cli.schedule_from_args(args, base.train), staircase=args.staircase,
                                 optimizer=args.optimizer, checkpoint_every=args.checkpoint_every)
-    data = dataclasses.replace(base.data, image_size=args.image_size)
-    return RunConfig(model=model, train=train, data=data).validate()
+    return RunConfig(model=model, train=train, data=data_config).validate()
 
 
 def parse_args(argv=None):
@@ -116,20 +121,28 @@ def format_report(result: dict) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    cfg = config_from_args(args)
+    if not Path(args.data).is_file():  # before TensorFlow's start-up, which takes seconds
+        raise DataError(f"no preprocessed data at {args.data}: run preprocess_svhn.py first (or pass --data)")
+    from housenum.dataset import load_svhn
+
+    data = load_svhn(args.data).limit_train(args.max_train)
+    cfg = config_from_args(args, data.config)
     from housenum.train import make_strategy
 
     strategy = make_strategy(args.strategy)  # before any other TensorFlow work (multi-worker needs it first)
-    from housenum.preprocess import load_svhn
-    from housenum.train import Trainer
+    from housenum.train import RunFolderError, Trainer
 
-    data = cli.limit_train(load_svhn(args.data, image_size=cfg.model.image_size), args.max_train)
     run_dir = Path(args.results_dir) / (args.run_name or args.preset)
     print(f"training on {data.description}\nrun folder: {run_dir}  strategy: {args.strategy} "
           f"({strategy.num_replicas_in_sync} replica(s))", flush=True)
-    result = Trainer(cfg, data, run_dir, strategy=strategy, progress=not args.no_progress).fit(fresh=args.fresh)
+    trainer = Trainer(cfg, data, run_dir, strategy=strategy, log=print, progress=not args.no_progress)
+    try:
+        result = trainer.fit(fresh=args.fresh)
+    except RunFolderError as exc:
+        raise HousenumError(f"{exc}; use another --run-name, or --fresh to start over") from None
     print(format_report(result))
-    print(f"wrote {run_dir / 'metrics.json'}, {run_dir / 'model.keras'}")
+    print(f"wrote {run_dir / 'metrics.json'}, {run_dir / 'model.keras'} (the model of step "
+          f"{result['exported_step']:,}; best validation accuracy was at step {result['best_valid_step']:,})")
     return 0
 
 

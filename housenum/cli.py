@@ -10,7 +10,14 @@ from housenum.errors import HousenumError
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Shows each option's default and keeps the docstring's example commands as written."""
+    """Shows each option's default and keeps the docstring's example commands as written. A help text
+    that states its default itself, or an option without one, gets no "(default: ...)" added."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default is None or action.default is False or "default" in text:
+            return text
+        return super()._get_help_string(action)
 
 
 def make_parser(doc: str | None) -> argparse.ArgumentParser:
@@ -81,12 +88,3 @@ def schedule_from_args(args, base):
 
     return dataclasses.replace(base, steps=args.steps,
                                **{name: getattr(args, name) for _, name, _, _ in SCHEDULE_FLAGS})
-
-
-def limit_train(data, max_train: int):
-    """Keep only the first `max_train` training rows (0 keeps all)."""
-    if max_train < 0:
-        raise HousenumError(f"--max-train must be >= 0, got {max_train}")
-    if max_train:
-        data.train = (data.train[0][:max_train], data.train[1][:max_train])
-    return data

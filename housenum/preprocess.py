@@ -1,22 +1,12 @@
-"""Step 2: SVHN photos + digitStruct.mat -> fixed-size normalised crops and `[length, d1..d5]` labels.
+"""Step 2, the SVHN batch pipeline: photos + digitStruct.mat -> the preprocessed HDF5 file, and the
+study's summary table.
 
-The steps, in order, for every photo (`image_to_input` is the ONE function that does 2-5, shared by
-training, evaluation and `predict_real_images.py`, so they cannot drift apart):
-
-1. union of the digit boxes, grown by `margin` (30 % in total: 15 % a side, as Goodfellow et al.)
-   and clipped to the image (SVHN boxes may start outside it);
-2. EXIF orientation applied (photos from phones), crop;
-3. grayscale (ITU-R 601-2 luma, Pillow's "L");
-4. resize to `image_size` x `image_size` (bilinear, antialiased);
-5. per-image standardisation: subtract the image's mean, divide by its standard deviation. Per image
-   rather than dataset-wide, so a user's photo needs no statistics from our training set and
-   brightness/contrast differences between photos vanish.
-
-Storage: one HDF5 file written through h5py (already a dependency): `train/`, `valid/`, `test/` groups
-holding `images` float32 (N, S, S, 1), `labels` int32 (N, 1 + max_digits) and `names`. It loads in a
-fraction of a second with no pickle (pickles execute code on load and break across Python versions),
-it can be written row block by row block (so memory stays bounded whatever the data size), and
-`h5py` slices read only what is asked.
+Every photo goes through `housenum.photo.image_to_input` (crop to the digits' union box, EXIF
+orientation, grayscale, resize, per-image standardisation), the one function that training, evaluation
+and prediction share. Labels become `[length, d1..d5]` with BLANK past the length (`label_row`).
+Records that cannot become rows (missing or corrupt image, too many digits, odd label, empty box) are
+skipped and counted. Work is done block by block in a worker pool and written to the HDF5 file of
+`housenum.dataset` as it comes, so memory stays bounded whatever the data size.
 """
 
 from __future__ import annotations
@@ -30,51 +20,20 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
+from housenum.atomic import atomic_path
 from housenum.config import BLANK, DataConfig
+from housenum.dataset import FORMAT_VERSION
 from housenum.errors import DataError
+from housenum.photo import image_to_input, union_box
 
-FORMAT_VERSION = 1
 SPLITS = ("train", "test", "extra")
 CHUNK_ROWS = 256  # rows per worker task and per HDF5 write: bounds memory, keeps both cores busy
 SKIP_REASONS = ("missing_image", "corrupt_image", "too_many_digits", "odd_label", "empty_box")
 
 
-# --------------------------------------------------------------------------------- the shared function
-def union_box(boxes: np.ndarray, width: int, height: int, margin: float) -> tuple[int, int, int, int] | None:
-    """(left, top, right, bottom) around all digit boxes (columns label,left,top,width,height), grown by
-    `margin` of its size in total and clipped to the image; None when nothing of it lies inside."""
-    left = boxes[:, 1].min()
-    top = boxes[:, 2].min()
-    right = (boxes[:, 1] + boxes[:, 3]).max()
-    bottom = (boxes[:, 2] + boxes[:, 4]).max()
-    dx = (right - left) * margin / 2
-    dy = (bottom - top) * margin / 2
-    l, t = max(0, int(np.floor(left - dx))), max(0, int(np.floor(top - dy)))
-    r, b = min(width, int(np.ceil(right + dx))), min(height, int(np.ceil(bottom + dy)))
-    if r - l < 1 or b - t < 1:
-        return None
-    return l, t, r, b
-
-
-def standardize(a: np.ndarray) -> np.ndarray:
-    """Per-image standardisation (zero mean, unit variance); a flat image becomes all zeros."""
-    a = a.astype(np.float32)
-    std = a.std()
-    return (a - a.mean()) / (std if std > 1e-6 else 1.0)
-
-
-def image_to_input(image: Image.Image, box: tuple[int, int, int, int] | None = None,
-                   image_size: int = DataConfig.image_size) -> np.ndarray:
-    """A photo (optionally cropped to `box`) as the network's input: float32 (S, S, 1)."""
-    image = ImageOps.exif_transpose(image)
-    if box is not None:
-        image = image.crop(box)
-    gray = image.convert("L").resize((image_size, image_size), Image.BILINEAR)
-    return standardize(np.asarray(gray, dtype=np.float32))[:, :, None]
-
-
+# ------------------------------------------------------------------------------------------- labels
 def label_row(digit_labels: np.ndarray, max_digits: int) -> np.ndarray | None:
     """`[length, d1..d_max]` with BLANK past the length; SVHN's label 10 becomes digit 0. None when a
     label is not a whole number in 1..10 (an "odd label")."""
@@ -128,17 +87,6 @@ def _stats(v: np.ndarray) -> dict:
     if len(v) == 0:
         return {"mean": 0.0, "max": 0.0, "p98": 0.0}
     return {"mean": round(float(v.mean()), 2), "max": float(v.max()), "p98": float(np.percentile(v, 98))}
-
-
-@dataclass
-class Data:
-    """In-memory arrays for training: images float32 (N, H, W, C); labels int32 (N, 1 + max_digits) for
-    numbers or (N,) for letters. `description` says what the data is (real or synthetic, where from)."""
-
-    train: tuple[np.ndarray, np.ndarray]
-    valid: tuple[np.ndarray, np.ndarray]
-    test: tuple[np.ndarray, np.ndarray]
-    description: str = ""
 
 
 # ------------------------------------------------------------------------------------------- the work
@@ -241,38 +189,31 @@ def _preprocess(svhn_root: Path, out_path: Path, cfg: DataConfig, present: dict[
         f"in {time.perf_counter() - t0:.1f} s")
 
     valid_names = _choose_valid(records["train"], svhn_root / "train", cfg)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".partial")
     width = 1 + cfg.max_digits
-    try:
-        with h5py.File(tmp, "w") as h5:
-            writers = {s: _Writer(h5, s, cfg.image_size, width) for s in ("train", "valid", "test")}
-            for split in splits:
-                target = "test" if split == "test" else "train"
-                for recs, images, status in _run(records[split], svhn_root / split, cfg, pool, progress, split):
-                    ok = [i for i, st in enumerate(status) if st == "ok"]
-                    for i, st in enumerate(status):
-                        if st != "ok":
-                            summaries[split].skipped[st] = summaries[split].skipped.get(st, 0) + 1
-                    summaries[split].kept += len(ok)
-                    if split == "train":
-                        is_valid = np.array([recs[i].name in valid_names for i in ok], bool)
-                        ok_arr = np.array(ok, int)
-                        for dest, sel in (("valid", ok_arr[is_valid]), ("train", ok_arr[~is_valid])):
-                            _append(writers[dest], recs, images, sel, split)
-                    else:
-                        _append(writers[target], recs, images, np.array(ok, int), split)
-            summary = _summary_dict(summaries, writers, cfg, svhn_root, present, time.perf_counter() - t0)
-            h5.attrs["format_version"] = FORMAT_VERSION
-            h5.attrs["image_size"] = cfg.image_size
-            h5.attrs["config"] = json.dumps(asdict(cfg))
-            h5.attrs["sources"] = json.dumps(_source_stamps(present))
-            h5.attrs["summary"] = json.dumps(summary)
-            h5.attrs["normalisation"] = "per-image standardisation (x - mean) / std"
-        os.replace(tmp, out_path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as h5:
+        writers = {s: _Writer(h5, s, cfg.image_size, width) for s in ("train", "valid", "test")}
+        for split in splits:
+            target = "test" if split == "test" else "train"
+            for recs, images, status in _run(records[split], svhn_root / split, cfg, pool, progress, split):
+                ok = [i for i, st in enumerate(status) if st == "ok"]
+                for i, st in enumerate(status):
+                    if st != "ok":
+                        summaries[split].skipped[st] = summaries[split].skipped.get(st, 0) + 1
+                summaries[split].kept += len(ok)
+                if split == "train":
+                    is_valid = np.array([recs[i].name in valid_names for i in ok], bool)
+                    ok_arr = np.array(ok, int)
+                    for dest, sel in (("valid", ok_arr[is_valid]), ("train", ok_arr[~is_valid])):
+                        _append(writers[dest], recs, images, sel, split)
+                else:
+                    _append(writers[target], recs, images, np.array(ok, int), split)
+        summary = _summary_dict(summaries, writers, cfg, svhn_root, present, time.perf_counter() - t0)
+        h5.attrs["format_version"] = FORMAT_VERSION
+        h5.attrs["image_size"] = cfg.image_size
+        h5.attrs["config"] = json.dumps(asdict(cfg))
+        h5.attrs["sources"] = json.dumps(_source_stamps(present))
+        h5.attrs["summary"] = json.dumps(summary)
+        h5.attrs["normalisation"] = "per-image standardisation (x - mean) / std"
     summary["histograms"] = {"widest": widths, "tallest": heights}
     return summary
 
@@ -380,48 +321,6 @@ def _summary_dict(summaries, writers, cfg, root, present, seconds) -> dict:
         "output_rows": {s: w.n for s, w in writers.items()},
         "seconds": round(seconds, 2),
     }
-
-
-# -------------------------------------------------------------------------------------------- loading
-def load_svhn(path: Path | str, image_size: int | None = None, check_sources: bool = True):
-    """The preprocessed arrays as `housenum.train.Data`, with clear errors for a missing, foreign, stale
-    or mismatched file."""
-    import h5py
-
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"no preprocessed data at {path}: run preprocess_svhn.py first")
-    try:
-        h5 = h5py.File(path, "r")
-    except OSError as exc:
-        raise DataError(f"{path} is not a readable HDF5 file ({exc}); run preprocess_svhn.py again") from exc
-    with h5:
-        version = h5.attrs.get("format_version")
-        if version != FORMAT_VERSION:
-            raise DataError(
-                f"{path} has format version {version}, this code reads {FORMAT_VERSION}: run preprocess_svhn.py again"
-            )
-        if check_sources:
-            for split, stamp in json.loads(h5.attrs["sources"]).items():
-                p = Path(stamp["path"])
-                if p.is_file() and (p.stat().st_size != stamp["size"] or int(p.stat().st_mtime) != stamp["mtime"]):
-                    raise DataError(
-                        f"{path} is stale: {p} changed after it was made; run preprocess_svhn.py again"
-                    )
-        size = int(h5.attrs["image_size"])
-        if image_size is not None and size != image_size:
-            raise DataError(
-                f"{path} holds {size}x{size} images but {image_size}x{image_size} were asked for: "
-                f"preprocess with --image-size {image_size} or train with --image-size {size}"
-            )
-        try:
-            parts = {s: (h5[s]["images"][()], h5[s]["labels"][()]) for s in ("train", "valid", "test")}
-        except KeyError as exc:
-            raise DataError(f"{path} lacks {exc}; run preprocess_svhn.py again") from exc
-        summary = json.loads(h5.attrs["summary"])
-    desc = (f"{summary.get('data', 'SVHN')} from {summary['source']} "
-            f"({', '.join(f'{s} {len(v[0]):,}' for s, v in parts.items())} rows)")
-    return Data(parts["train"], parts["valid"], parts["test"], description=desc)
 
 
 # ------------------------------------------------------------------------------------------- the table

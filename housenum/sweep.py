@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from housenum.atomic import atomic_path
-from housenum.config import ModelConfig, RunConfig, TrainConfig
+from housenum.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from housenum.errors import HousenumError
 
 FC_WIDTHS = (512, 256, 128, 64, 32, 16)  # hidden widths of the FC-only family, in order
@@ -79,7 +79,7 @@ def _history(run_dir: Path) -> list[dict]:
 
 
 def run_sweep(entries: Sequence[SweepEntry], train: TrainConfig, data, results_dir: Path | str, *,
-              force: bool = False, progress: bool = True, log: Callable[[str], None] = print) -> list[dict]:
+              force: bool = False, progress: bool = False, log: Callable[[str], None] | None = None) -> list[dict]:
     """Train (or read back) every entry; write layer_sweep.csv and the chart; return one row per entry."""
     from housenum import quiet_tf  # noqa: F401  (before TensorFlow: no start-up banner)
     import tensorflow as tf
@@ -90,20 +90,19 @@ def run_sweep(entries: Sequence[SweepEntry], train: TrainConfig, data, results_d
     # every configuration traces its own functions; TensorFlow's "retracing" advice is noise here
     tf.get_logger().setLevel("ERROR")
 
+    log = log or (lambda _: None)
     results_dir = Path(results_dir)
     fingerprint = data_fingerprint(data)
     rows = []
     for entry in entries:
         run_dir = results_dir / "layer_sweep" / entry.name
-        cfg = RunConfig(model=entry.model, train=train,
-                        data=dataclasses.replace(RunConfig().data, image_size=entry.model.image_size)).validate()
+        cfg = RunConfig(model=entry.model, train=train, data=data.config).validate()
         result = None if force else _finished(run_dir, cfg, fingerprint)
         if result is not None:
             log(f"{entry.name}: finished earlier, read back from {run_dir / 'metrics.json'}")
         else:
             log(f"{entry.name}: training {train.steps:,} steps into {run_dir}")
-            result = Trainer(cfg, data, run_dir, progress=progress, log=lambda s: None, test_during=True,
-                             restart_hint="rerun with --force to retrain it").fit(fresh=force)
+            result = Trainer(cfg, data, run_dir, progress=progress, test_during=True).fit(fresh=force)
         rows.append({
             "config": entry.name, "family": entry.family, "layers": entry.layers,
             "parameters": result.get("parameters") or count_params(build_model(entry.model)),
@@ -148,18 +147,21 @@ def letters_config(train: TrainConfig) -> RunConfig:
     10-class head instead of the length and digit heads."""
     base = RunConfig()
     model = dataclasses.replace(base.model, image_size=28, task="single", num_classes=10)
-    return RunConfig(model=model, train=train, data=dataclasses.replace(base.data, image_size=28)).validate()
+    return RunConfig(model=model, train=train, data=dataclasses.replace(base.data, image_size=28, margin=0.0,
+                                                                         use_extra=False)).validate()
 
 
 def letters_data(h5_path: Path | str):
     """notMNIST splits as training data (labels as int32 class ids)."""
     import numpy as np
 
+    from housenum.dataset import Data
     from housenum.notmnist import load_notmnist
-    from housenum.preprocess import Data
 
     parts = load_notmnist(h5_path)
     cast = {k: (x, y.astype(np.int32)) for k, (x, y) in parts.items()}
     n = {k: len(v[0]) for k, v in cast.items()}
-    return Data(cast["train"], cast["valid"], cast["test"],
+    # letters are whole 28x28 images: no crop margin, no extra split; the split itself is notMNIST's own
+    config = DataConfig(image_size=int(cast["train"][0].shape[1]), margin=0.0, valid_size=n["valid"], use_extra=False)
+    return Data(cast["train"], cast["valid"], cast["test"], config=config,
                 description=f"notMNIST from {h5_path} (train {n['train']:,}, valid {n['valid']:,}, test {n['test']:,})")

@@ -17,6 +17,7 @@ multi-worker runs reproducible:
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import json
 import math
@@ -33,15 +34,17 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from housenum import metrics as M  # noqa: E402
+from housenum.atomic import atomic_path, write_json, write_text  # noqa: E402
 from housenum.config import RunConfig  # noqa: E402
 from housenum.errors import DataError, HousenumError  # noqa: E402
 from housenum.model import build_model, count_params, kernel_weights  # noqa: E402
-from housenum.preprocess import Data  # noqa: E402,F401  (the arrays a Trainer takes)
+from housenum.dataset import Data  # noqa: E402  (the arrays a Trainer takes)
+from housenum.inference import evaluate, headline  # noqa: E402
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 # Train settings a resumed run may change: more steps, other eval/checkpoint intervals.
 RESUMABLE_CHANGES = ("steps", "eval_every", "checkpoint_every", "eval_batch")
+LOG_EVERY = 100  # steps between log rows (and between returns from the compiled loop)
 # valid_accuracy / test_accuracy: whole-sequence accuracy for SVHN, class accuracy for letters.
 LOG_FIELDS = (
     "step", "loss", "learning_rate", "valid_accuracy", "valid_length_accuracy", "valid_digit_accuracy",
@@ -172,80 +175,89 @@ def make_optimizer(cfg) -> keras.optimizers.Optimizer:
     return keras.optimizers.SGD(schedule, momentum=0.9 if cfg.optimizer == "momentum" else 0.0)
 
 
-# -------------------------------------------------------------------------------------------- evaluation
-def predict_logits(model: keras.Model, images: np.ndarray, batch: int = 1000) -> dict[str, np.ndarray]:
-    """Logits for every image, inference mode (dropout off, batch-norm moving averages)."""
-    fn = _inference_fn(model)
-    parts: dict[str, list] = {}
-    for start in range(0, len(images), batch):
-        out = fn(tf.constant(images[start:start + batch], tf.float32))
-        for k, v in out.items():
-            parts.setdefault(k, []).append(v.numpy())
-    if not parts:
-        return {k: np.zeros((0,) + tuple(o.shape[1:]), np.float32) for k, o in model.output.items()}
-    return {k: np.concatenate(v) for k, v in parts.items()}
-
-
-def _inference_fn(model):
-    """One traced inference function per model, for any batch size."""
-    fn = getattr(model, "_housenum_infer", None)
-    if fn is None:
-        spec = tf.TensorSpec((None,) + tuple(model.input.shape[1:]), tf.float32)
-        fn = tf.function(lambda x: model(x, training=False), input_signature=[spec])
-        model._housenum_infer = fn
-    return fn
-
-
-def evaluate(model: keras.Model, images: np.ndarray, labels: np.ndarray, batch: int = 1000) -> dict:
-    out = predict_logits(model, images, batch)
-    if "class" in out:
-        return M.class_metrics(out["class"], labels)
-    return M.sequence_metrics(out["length"], out["digits"], labels)
-
-
-def headline(m: dict) -> float:
-    """The one number a run is judged by: whole-sequence accuracy (or class accuracy for letters)."""
-    return m["sequence_accuracy"] if "sequence_accuracy" in m else m["accuracy"]
-
-
 # -------------------------------------------------------------------------------------------------- loop
+class RunFolderError(TrainingError):
+    """The run folder holds another run (other settings or data): the caller decides what to suggest."""
+
+
 class Trainer:
-    """Trains one configuration into `run_dir` (CSV log, TensorBoard scalars, checkpoints, model, metrics)."""
+    """Trains one configuration into `run_dir` (CSV log, TensorBoard scalars, checkpoints, model, metrics).
+
+    The data's own settings (`data.config`, read from the preprocessed file) replace whatever
+    `cfg.data` held, so a run records the settings its data was really made with. `log` receives the
+    lines a person may want to see (None: a quiet run prints nothing); `progress` draws a progress bar.
+    """
 
     def __init__(self, cfg: RunConfig, data: Data, run_dir: Path | str, strategy=None,
-                 log: Callable[[str], None] = print, progress: bool = True, test_during: bool = False,
-                 restart_hint: str = "use another --run-name or --fresh to start over"):
-        self.cfg = cfg.validate()
+                 log: Callable[[str], None] | None = None, progress: bool = False, test_during: bool = False):
+        self.cfg = dataclasses.replace(cfg, data=data.config).validate()
         self.data = data
         self.run_dir = Path(run_dir)
         self.strategy = strategy or tf.distribute.get_strategy()
-        self.log = log
+        self.log = log or (lambda _: None)
         self.progress = progress
         self.test_during = test_during  # also score the test set at every evaluation (the layer sweep's chart)
-        self.restart_hint = restart_hint  # what the user can do when the run folder holds another run
         self.chief = is_chief(self.strategy)
         self._check_data()
         self.fingerprint = data_fingerprint(data)  # stored in checkpoints and metrics; checked on resume
 
     def _check_data(self):
-        x, y = self.data.train
         m = self.cfg.model
         want = (m.image_size, m.image_size, m.channels)
         for split, (xs, ys) in (("train", self.data.train), ("valid", self.data.valid), ("test", self.data.test)):
             if tuple(xs.shape[1:]) != want:
-                raise DataError(
-                    f"{split} images are {'x'.join(map(str, xs.shape[1:]))} but the model expects "
-                    f"{'x'.join(map(str, want))}: preprocess with --image-size {m.image_size} or train with "
-                    f"--image-size {xs.shape[1]}"
-                )
+                raise DataError(f"{split} images are {'x'.join(map(str, xs.shape[1:]))} but the model expects "
+                                f"{'x'.join(map(str, want))}")
             if len(xs) != len(ys):
                 raise DataError(f"{split} has {len(xs)} images but {len(ys)} labels")
             if not np.isfinite(xs[: min(len(xs), 1000)]).all():
                 raise DataError(f"{split} images contain NaN or infinite values: preprocess again")
-        if len(x) == 0:
+        if len(self.data.train[0]) == 0:
             raise DataError("the training split is empty")
 
-    # ------------------------------------------------------------------------------------- build/restore
+    # ---------------------------------------------------------------------------------------------- fit
+    def fit(self, fresh: bool = False) -> dict:
+        """Train to `cfg.train.steps` (resuming from the run folder's checkpoint unless `fresh`), then
+        evaluate, export and return the result (also written to metrics.json)."""
+        start = self._prepare(fresh)
+        steps = self.cfg.train.steps
+        if start < steps:
+            clock = _Clock(start, self.cfg.train.batch_size, self.runlog.elapsed_before())
+            bar = _progress(start, steps, self.progress and self.chief)
+            for step, loss in self._train_chunks(start):
+                bar.update(step - bar.n)
+                self._stop_if_not_finite(loss, step)
+                row = {"step": step, "loss": loss, "learning_rate": self._lr(), **clock.times(step)}
+                if _due(step, self.cfg.train.eval_every, steps):
+                    row.update(self._evaluation(step))
+                    bar.write(_progress_line(row), self.log)
+                self.runlog.record(row)
+                if _due(step, self.cfg.train.checkpoint_every, steps):
+                    self.manager.save(checkpoint_number=step)
+            bar.close()
+        try:
+            return self._finish()
+        finally:
+            self.runlog.close()
+            if self._scratch:
+                shutil.rmtree(self._scratch, ignore_errors=True)
+
+    def _prepare(self, fresh: bool) -> int:
+        """Folder, model, optimiser and checkpoint; returns the step training continues from."""
+        if fresh and self.chief and self.run_dir.exists():
+            shutil.rmtree(self.run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._build()
+        # Under --fresh no worker restores: otherwise a worker could read the chief's old checkpoint
+        # before the chief has deleted it, and the workers would start from different steps.
+        start = 0 if fresh else self._restore()
+        if self.chief:
+            write_text(self.run_dir / "config.json", self.cfg.to_json() + "\n")
+            if start == 0:
+                self.log(_summary(self.model))
+        self.runlog = _RunLog(self.run_dir, start, enabled=self.chief)
+        return start
+
     def _build(self):
         tcfg = self.cfg.train
         keras.utils.set_random_seed(tcfg.seed)  # same initial weights on every worker
@@ -254,6 +266,7 @@ class Trainer:
             self.optimizer = make_optimizer(tcfg)
             self.optimizer.build(self.model.trainable_variables)  # slots exist before a restore
             self.best = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_valid")
+            self.best_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="best_valid_step")
         # outside the scope: collectives cannot broadcast strings, and every worker holds the same value
         self.config_var = tf.Variable(self.cfg.to_json(), trainable=False, name="config")
         self.data_var = tf.Variable(json.dumps({"fingerprint": self.fingerprint,
@@ -264,7 +277,7 @@ class Trainer:
         self.ckpt = tf.train.Checkpoint(
             model_variables=[v.value for v in self.model.variables],
             optimizer_variables=[v.value for v in self.optimizer.variables],
-            best=self.best, config=self.config_var, data=self.data_var,
+            best=self.best, best_step=self.best_step, config=self.config_var, data=self.data_var,
         )
         ckpt_dir = self.run_dir / "checkpoints"
         self._scratch = None
@@ -285,97 +298,59 @@ class Trainer:
             stored["train"].pop(key, None)
             mine["train"].pop(key, None)
         if stored != mine:
-            diff = _dict_diff(stored, mine)
-            raise TrainingError(
-                f"{self.run_dir} holds a checkpoint of different settings ({diff}); {self.restart_hint}"
-            )
+            raise RunFolderError(f"{self.run_dir} holds a checkpoint of different settings ({_dict_diff(stored, mine)})")
         if reader.has_tensor("data/.ATTRIBUTES/VARIABLE_VALUE"):
             was = json.loads(reader.get_tensor("data/.ATTRIBUTES/VARIABLE_VALUE").decode())
             if was["fingerprint"] != self.fingerprint:
-                raise TrainingError(
-                    f"{self.run_dir} holds a checkpoint trained on other data ({was['description'] or 'unnamed'}); "
-                    f"{self.restart_hint}"
-                )
+                raise RunFolderError(f"{self.run_dir} holds a checkpoint trained on other data "
+                                     f"({was['description'] or 'unnamed'})")
         self.ckpt.restore(latest).assert_existing_objects_matched()
         step = int(self.optimizer.iterations.numpy())
+        if step > self.cfg.train.steps:
+            # refused rather than reported as shorter: config.json and metrics.json would disagree
+            raise RunFolderError(f"{self.run_dir} has already trained {step:,} steps, more than the "
+                                 f"{self.cfg.train.steps:,} asked; ask for {step:,} or more to continue")
         self.log(f"resumed from {latest} at step {step}")
         return step
 
-    # ---------------------------------------------------------------------------------------------- fit
-    def fit(self, fresh: bool = False) -> dict:
+    # ------------------------------------------------------------------------------------ loop pieces
+    def _train_chunks(self, start: int):
+        """Yield (step, mean loss) after each compiled call, which runs up to the next boundary where a
+        log row, an evaluation or a checkpoint is due (one Python round trip per boundary, not per step)."""
         tcfg = self.cfg.train
-        if fresh and self.chief and self.run_dir.exists():
-            shutil.rmtree(self.run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._build()
-        start = self._restore()
-        if self.chief:
-            (self.run_dir / "config.json").write_text(self.cfg.to_json() + "\n")
-            if start == 0:
-                self.log(_summary(self.model))
         x_train, y_train = self.data.train
-        log = _CsvLog(self.run_dir / "log.csv", start) if self.chief else None
-        tb = tf.summary.create_file_writer(str(self.run_dir / "tensorboard")) if self.chief else None
+        batches = iter(make_distributed_dataset(self.strategy, x_train, y_train, tcfg.batch_size, tcfg.seed,
+                                                start, tcfg.steps))
         train_chunk = self._make_train_fn()
-        history = log.rows_so_far() if log else []
+        log_every = min(LOG_EVERY, tcfg.eval_every)
+        step = start
+        while step < tcfg.steps:
+            nxt = min(tcfg.steps, _next_multiple(step, log_every), _next_multiple(step, tcfg.eval_every),
+                      _next_multiple(step, tcfg.checkpoint_every))
+            loss = float(train_chunk(batches, tf.constant(nxt - step)))
+            step = nxt
+            yield step, loss
 
-        if start < tcfg.steps:
-            dist = make_distributed_dataset(self.strategy, x_train, y_train, tcfg.batch_size, tcfg.seed,
-                                            start, tcfg.steps)
-            iterator = iter(dist)
-            bar = _progress(start, tcfg.steps, self.progress and self.chief)
-            step, t0, seen_t0 = start, time.perf_counter(), start
-            done_before = float(history[-1]["elapsed_s"]) if history and history[-1].get("elapsed_s") != "" else 0.0
-            log_every = min(100, tcfg.eval_every)
-            while step < tcfg.steps:
-                # run until the next log / eval / checkpoint boundary inside one tf.function call
-                nxt = min(tcfg.steps, _next_multiple(step, log_every), _next_multiple(step, tcfg.eval_every),
-                          _next_multiple(step, tcfg.checkpoint_every))
-                loss = float(train_chunk(iterator, tf.constant(nxt - step)))
-                step = nxt
-                bar.update(nxt - bar.n)
-                if not math.isfinite(loss):
-                    saved = self.manager.latest_checkpoint or "none"
-                    raise TrainingError(
-                        f"loss became {loss} by step {step} (learning rate {self._lr():.3g}); the last "
-                        f"checkpoint ({saved}) is intact; lower --learning-rate or check the data"
-                    )
-                row = {"step": step, "loss": loss, "learning_rate": self._lr()}
-                elapsed = time.perf_counter() - t0
-                row["elapsed_s"] = round(done_before + elapsed, 3)  # training time over all sessions
-                row["images_per_s"] = round((step - seen_t0) * tcfg.batch_size / max(elapsed, 1e-9), 1)
-                if step % tcfg.eval_every == 0 or step == tcfg.steps:
-                    vm = evaluate(self.model, *self.data.valid, batch=tcfg.eval_batch) if len(self.data.valid[0]) else None
-                    if vm is not None:
-                        acc = headline(vm)
-                        row["valid_accuracy"] = acc
-                        row["valid_length_accuracy"] = vm.get("length_accuracy", "")
-                        row["valid_digit_accuracy"] = vm.get("digit_accuracy", "")
-                        if acc > self.best.numpy():
-                            self.best.assign(acc)
-                        if self.test_during and len(self.data.test[0]):
-                            row["test_accuracy"] = headline(evaluate(self.model, *self.data.test, batch=tcfg.eval_batch))
-                        bar.write(f"step {step:>7}  loss {loss:8.4f}  lr {row['learning_rate']:.4g}  "
-                                  f"valid accuracy {acc:.4f}  ({row['images_per_s']:.0f} img/s)")
-                if log:
-                    log.write(row)
-                    history.append(row)
-                if tb:
-                    with tb.as_default(step=step):
-                        for key in ("loss", "learning_rate", "valid_accuracy", "valid_length_accuracy",
-                                    "valid_digit_accuracy", "test_accuracy", "images_per_s"):
-                            if row.get(key, "") != "":
-                                tf.summary.scalar(key, row[key])
-                    tb.flush()
-                if step % tcfg.checkpoint_every == 0 or step == tcfg.steps:
-                    self.manager.save(checkpoint_number=step)
-            bar.close()
-        result = self._finish(history)
-        if log:
-            log.close()
-        if self._scratch:
-            shutil.rmtree(self._scratch, ignore_errors=True)
-        return result
+    def _stop_if_not_finite(self, loss: float, step: int) -> None:
+        if not math.isfinite(loss):
+            saved = self.manager.latest_checkpoint or "none"
+            raise TrainingError(f"loss became {loss} by step {step} (learning rate {self._lr():.3g}); the last "
+                                f"checkpoint ({saved}) is intact; lower the learning rate or check the data")
+
+    def _evaluation(self, step: int) -> dict:
+        """Validation scores for the log (and test scores when `test_during`); tracks the best step."""
+        if not len(self.data.valid[0]):
+            return {}
+        vm = evaluate(self.model, *self.data.valid, batch=self.cfg.train.eval_batch)
+        acc = headline(vm)
+        row = {"valid_accuracy": acc, "valid_length_accuracy": vm.get("length_accuracy", ""),
+               "valid_digit_accuracy": vm.get("digit_accuracy", "")}
+        if acc > self.best.numpy():
+            self.best.assign(acc)
+            self.best_step.assign(step)
+        if self.test_during and len(self.data.test[0]):
+            row["test_accuracy"] = headline(evaluate(self.model, *self.data.test, batch=self.cfg.train.eval_batch))
+        return row
 
     def _make_train_fn(self):
         model, opt, strategy = self.model, self.optimizer, self.strategy
@@ -409,18 +384,22 @@ class Trainer:
         return float(self.optimizer.learning_rate)
 
     # ------------------------------------------------------------------------------------------- finish
-    def _finish(self, history: list[dict]) -> dict:
-        tcfg = self.cfg.train
-        x_test, y_test = self.data.test
-        test = evaluate(self.model, x_test, y_test, batch=tcfg.eval_batch) if len(x_test) else {}
-        valid = evaluate(self.model, *self.data.valid, batch=tcfg.eval_batch) if len(self.data.valid[0]) else {}
+    def _finish(self) -> dict:
+        batch = self.cfg.train.eval_batch
+        step = int(self.optimizer.iterations.numpy())
+        test = evaluate(self.model, *self.data.test, batch=batch) if len(self.data.test[0]) else {}
+        valid = evaluate(self.model, *self.data.valid, batch=batch) if len(self.data.valid[0]) else {}
         result = {
             "run_dir": str(self.run_dir),
             "data": self.data.description,
-            "steps": int(self.optimizer.iterations.numpy()),
-            "train_seconds": float(history[-1]["elapsed_s"]) if history and history[-1].get("elapsed_s") != "" else 0.0,
+            "steps": step,
+            "train_seconds": self.runlog.elapsed_before(),
             "parameters": count_params(self.model),
             "best_valid_accuracy": float(self.best.numpy()),
+            "best_valid_step": int(self.best_step.numpy()),
+            # the model exported (and scored under "test") is the last step's, not the best one's:
+            # under a decaying rate they rarely differ much, and the last is what resume continues
+            "exported_step": step,
             "data_fingerprint": self.fingerprint,
             "valid": valid,
             "test": test,
@@ -430,8 +409,8 @@ class Trainer:
         if self.chief:
             from housenum import plots  # matplotlib only when a run finishes
 
-            _write_json(self.run_dir / "metrics.json", result)
-            plots.accuracy_vs_steps(history, self.run_dir / "accuracy_vs_steps.png",
+            write_json(self.run_dir / "metrics.json", result)
+            plots.accuracy_vs_steps(self.runlog.history, self.run_dir / "accuracy_vs_steps.png",
                                     title=f"{self.run_dir.name}: validation accuracy")
             export_model(self.model, self.cfg, self.run_dir, result)
         return result
@@ -441,11 +420,13 @@ def export_model(model: keras.Model, cfg: RunConfig, run_dir: Path, result: dict
     """Write `model.keras` (architecture + weights) and `model.json` (settings, preprocessing, metrics):
     everything `predict_real_images.py` needs, nothing it has to guess."""
     path = run_dir / "model.keras"
-    tmp = run_dir / "model.tmp.keras"
-    model.save(tmp)
-    os.replace(tmp, path)
-    meta = {"config": cfg.to_dict(), "metrics": {k: (result or {}).get(k) for k in ("test", "valid", "steps", "data")}}
-    _write_json(run_dir / "model.json", meta)
+    with atomic_path(path, suffix=".keras") as tmp:
+        model.save(tmp)
+    result = result or {}
+    meta = {"task": cfg.model.task, "config": cfg.to_dict(),
+            "metrics": {k: result.get(k) for k in ("test", "valid", "steps", "exported_step", "best_valid_step",
+                                                   "data")}}
+    write_json(run_dir / "model.json", meta)
     return path
 
 
@@ -463,6 +444,10 @@ def data_fingerprint(data: Data) -> str:
 
 def _next_multiple(step: int, every: int) -> int:
     return (step // every + 1) * every
+
+
+def _due(step: int, every: int, last: int) -> bool:
+    return step % every == 0 or step == last
 
 
 def _dict_diff(a: dict, b: dict, prefix: str = "") -> str:
@@ -484,40 +469,70 @@ def _summary(model: keras.Model) -> str:
     return "\n".join(lines)
 
 
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=float) + "\n")
-    os.replace(tmp, path)
+def _progress_line(row: dict) -> str:
+    text = f"step {row['step']:>7}  loss {row['loss']:8.4f}  lr {row['learning_rate']:.4g}"
+    if row.get("valid_accuracy", "") != "":
+        text += f"  valid accuracy {row['valid_accuracy']:.4f}"
+    return text + f"  ({row['images_per_s']:.0f} img/s)"
 
 
-class _CsvLog:
-    """Append-only CSV log; on resume, rows past the restored step (work that was lost) are dropped."""
+class _Clock:
+    """Training time over all sessions of a run, and the images/s of this session."""
 
-    def __init__(self, path: Path, start_step: int):
-        self.path = path
+    def __init__(self, start_step: int, batch: int, done_before: float):
+        self.start, self.batch, self.before, self.t0 = start_step, batch, done_before, time.perf_counter()
+
+    def times(self, step: int) -> dict:
+        elapsed = time.perf_counter() - self.t0
+        return {"elapsed_s": round(self.before + elapsed, 3),
+                "images_per_s": round((step - self.start) * self.batch / max(elapsed, 1e-9), 1)}
+
+
+class _RunLog:
+    """The run's log.csv (append-only) and TensorBoard scalars, written together row by row. On resume,
+    CSV rows past the restored step (work that was lost) are dropped. Disabled on non-chief workers."""
+
+    def __init__(self, run_dir: Path, start_step: int, enabled: bool = True):
+        self.history: list[dict] = []
+        self._f = self._tb = None
+        if not enabled:
+            return
+        path = run_dir / "log.csv"
         rows = []
         if path.exists() and start_step > 0:
             with path.open(newline="") as f:
                 rows = [r for r in csv.DictReader(f) if r.get("step", "").isdigit() and int(r["step"]) <= start_step]
-        self._rows = rows
-        tmp = path.with_suffix(".tmp")
-        with tmp.open("w", newline="") as f:
+        with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
             w = csv.DictWriter(f, LOG_FIELDS)
             w.writeheader()
             w.writerows(rows)
-        os.replace(tmp, path)
+        self.history = [{k: _num(v) for k, v in r.items()} for r in rows]
         self._f = path.open("a", newline="")
         self._w = csv.DictWriter(self._f, LOG_FIELDS, extrasaction="ignore")
+        self._tb = tf.summary.create_file_writer(str(run_dir / "tensorboard"))
 
-    def rows_so_far(self) -> list[dict]:
-        return [{k: _num(v) for k, v in r.items()} for r in self._rows]
+    def elapsed_before(self) -> float:
+        """Training seconds logged so far (earlier sessions included)."""
+        last = self.history[-1].get("elapsed_s", "") if self.history else ""
+        return float(last) if last != "" else 0.0
 
-    def write(self, row: dict) -> None:
+    def record(self, row: dict) -> None:
+        if self._f is None:
+            return
         self._w.writerow(row)
         self._f.flush()
+        self.history.append(row)
+        with self._tb.as_default(step=row["step"]):
+            for key in LOG_FIELDS[1:]:
+                if key != "elapsed_s" and row.get(key, "") != "":
+                    tf.summary.scalar(key, row[key])
+        self._tb.flush()
 
     def close(self) -> None:
-        self._f.close()
+        if self._f is not None:
+            self._f.close()
+            self._tb.close()
+            self._f = None
 
 
 def _num(v: str):
@@ -533,11 +548,33 @@ class _NullBar:
     def update(self, k):
         self.n += k
 
-    def write(self, s):
-        print(s, flush=True)
+    def write(self, s, log):
+        log(s)
 
     def close(self):
         pass
+
+
+class _Bar:
+    """tqdm, with evaluation lines written above the bar."""
+
+    def __init__(self, start: int, total: int):
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True, leave=True)
+
+    @property
+    def n(self):
+        return self._bar.n
+
+    def update(self, k):
+        self._bar.update(k)
+
+    def write(self, s, log):
+        self._bar.write(s)
+
+    def close(self):
+        self._bar.close()
 
 
 def _progress(start: int, total: int, enabled: bool):
@@ -545,6 +582,4 @@ def _progress(start: int, total: int, enabled: bool):
         bar = _NullBar()
         bar.n = start
         return bar
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=start, unit="step", dynamic_ncols=True, leave=True)
+    return _Bar(start, total)

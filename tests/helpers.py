@@ -20,14 +20,15 @@ def random_labels(rng: np.random.Generator, n: int, max_digits: int = 5) -> np.n
 
 
 def random_data(n_train: int = 400, n_eval: int = 50, seed: int = 0, size: int = 32):
-    from housenum.preprocess import Data
+    from housenum.dataset import Data
 
     rng = np.random.default_rng(seed)
 
     def split(n):
         return rng.normal(size=(n, size, size, 1)).astype(np.float32), random_labels(rng, n)
 
-    return Data(split(n_train), split(n_eval), split(n_eval), "random test data")
+    return Data(split(n_train), split(n_eval), split(n_eval), "random test data",
+                config=dataclasses.replace(C.DataConfig(), image_size=size))
 
 
 def tiny_config(steps: int = 12, keep_prob: float = 0.8, optimizer: str = "sgd", every: int = 6,

@@ -58,7 +58,7 @@ def test_prediction_reads_crops_exactly_as_evaluation_does(pipeline, tmp_path):
     from housenum.digitstruct import read_digitstruct
     from housenum.metrics import labels_to_text
     from housenum.predict import Reader
-    from housenum.preprocess import union_box
+    from housenum.photo import union_box
 
     data, results, _, _ = pipeline
     ds = read_digitstruct(data / "svhn" / "test" / "digitStruct.mat")

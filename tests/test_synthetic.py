@@ -221,7 +221,12 @@ def test_split_sizes_and_input_errors(tmp_path):
 def test_fit_label_stats_on_matlab_excerpt(matlab_fixtures):
     stats = synthetic.fit_label_stats([matlab_fixtures / "train" / "digitStruct.mat"])
     assert sum(stats["length_counts"].values()) == 39
-    assert set(stats["aspect_by_label"]) == {str(k) for k in range(1, 11)} or len(stats["aspect_by_label"]) <= 10
+    # every label of the excerpt gets its width/height quantiles, and their median is the excerpt's median
+    ds = read_digitstruct(matlab_fixtures / "train" / "digitStruct.mat")
+    assert set(stats["aspect_by_label"]) == {str(int(k)) for k in ds.boxes[:, 0]}
+    ones = ds.boxes[ds.boxes[:, 0] == 1]
+    mid = synthetic.QUANTILE_LEVELS.index(0.5)
+    assert stats["aspect_by_label"]["1"][mid] == pytest.approx(np.median(ones[:, 3] / ones[:, 4]), abs=0.01)
     first = next(iter(stats["per_length"].values()))
     assert len(first["height"]) == len(synthetic.QUANTILE_LEVELS)
 

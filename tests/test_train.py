@@ -15,7 +15,7 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 
 from housenum.config import ModelConfig  # noqa: E402
-from housenum.errors import DataError  # noqa: E402
+from housenum.errors import DataError, HousenumError  # noqa: E402
 from housenum.model import build_model  # noqa: E402
 from housenum.train import BatchOrder, Trainer, TrainingError, per_example_loss  # noqa: E402
 from tests.helpers import random_data, tiny_config  # noqa: E402
@@ -129,7 +129,7 @@ def test_nan_loss_stops_with_a_clear_error(tmp_path):
 
 
 def test_mismatched_image_size_is_refused(tmp_path):
-    with pytest.raises(DataError, match="expects 32x32x1"):
+    with pytest.raises(HousenumError, match="takes 32px inputs but the data holds 16px"):
         Trainer(tiny_config(6), random_data(size=16), tmp_path / "s", log=quiet, progress=False)
 
 
@@ -183,3 +183,48 @@ def test_two_local_replicas_match_one(tmp_path):
     two, one = np.load(tmp_path / "two.npz"), np.load(tmp_path / "one.npz")
     for k in one.files:
         np.testing.assert_allclose(two[k], one[k], rtol=1e-4, atol=1e-5)
+
+
+def test_resuming_with_fewer_steps_than_done_is_refused_and_files_stay_consistent(tmp_path):
+    Trainer(tiny_config(12), random_data(), tmp_path / "r").fit()
+    with pytest.raises(TrainingError, match="already trained 12 steps, more than the 6 asked"):
+        Trainer(tiny_config(6), random_data(), tmp_path / "r").fit()
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert config["train"]["steps"] == metrics["steps"] == 12
+
+
+def test_a_run_records_the_data_settings_of_its_data_not_defaults(tmp_path):
+    import dataclasses
+
+    data = random_data()
+    data.config = dataclasses.replace(data.config, margin=0.6, use_extra=False, valid_size=0.1)
+    result = Trainer(tiny_config(6), data, tmp_path / "r").fit()  # tiny_config holds the default DataConfig
+    for recorded in (result["config"]["data"], json.loads((tmp_path / "r" / "config.json").read_text())["data"],
+                     json.loads((tmp_path / "r" / "model.json").read_text())["config"]["data"]):
+        assert (recorded["margin"], recorded["use_extra"], recorded["valid_size"]) == (0.6, False, 0.1)
+
+
+def test_a_quiet_run_prints_nothing(tmp_path, capsys):
+    Trainer(tiny_config(6), random_data(), tmp_path / "q").fit()
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == ""
+
+
+def test_the_report_says_which_step_was_exported(tmp_path):
+    result = Trainer(tiny_config(12), random_data(), tmp_path / "r").fit()
+    meta = json.loads((tmp_path / "r" / "model.json").read_text())
+    assert result["exported_step"] == meta["metrics"]["exported_step"] == 12
+    assert meta["metrics"]["best_valid_step"] in (6, 12) and meta["task"] == "sequence"
+
+
+def test_fresh_workers_never_restore_the_chiefs_old_checkpoint(tmp_path):
+    """Under --fresh only the chief deletes the run folder; another worker that found the chief's old
+    checkpoint first would resume from it while the chief starts at 0. Workers must start at 0 too."""
+    Trainer(tiny_config(6), random_data(), tmp_path / "r").fit()
+    messages = []
+    worker = Trainer(tiny_config(12), random_data(), tmp_path / "r", log=messages.append)
+    worker.chief = False  # as a second worker of a multi-worker run
+    worker.fit(fresh=True)
+    assert not any("resumed" in m for m in messages)
+    assert (tmp_path / "r" / "checkpoints").is_dir()  # a worker deletes nothing of the chief's
