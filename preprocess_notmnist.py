@@ -9,7 +9,7 @@ Pixels are normalised as the study: (pixel - 255/2) / 255.
 
 Examples:
   python preprocess_notmnist.py
-  python preprocess_notmnist.py --data-dir /tmp/notmnist --output /tmp/notmnist.h5 --dedupe
+  python preprocess_notmnist.py --data-dir data/notmnist --output data/notmnist.h5 --dedupe
   python preprocess_notmnist.py --train-size 5000 --valid-size 500 --test-size 500 --seed 1
 """
 

@@ -68,6 +68,19 @@ def coverage_at_accuracy(correct: np.ndarray, confidence: np.ndarray, target: fl
     return float((ok[-1] + 1) / n) if len(ok) else 0.0
 
 
+def threshold_at_accuracy(correct: np.ndarray, confidence: np.ndarray, target: float = 0.98) -> float:
+    """The lowest confidence at which answering (and abstaining below) keeps accuracy >= target on these
+    readings: the threshold a reader chooses on validation data. 1.0 (answer nothing below certainty)
+    when no prefix reaches the target."""
+    n = len(correct)
+    if n == 0:
+        return 1.0
+    order = np.argsort(-confidence, kind="stable")
+    running = np.cumsum(correct[order]) / np.arange(1, n + 1)
+    ok = np.nonzero(running >= target)[0]
+    return float(confidence[order][ok[-1]]) if len(ok) else 1.0
+
+
 def sequence_metrics(length_logits: np.ndarray, digit_logits: np.ndarray, labels: np.ndarray) -> dict:
     """Whole-sequence, length and per-digit accuracy and coverage at 98 % accuracy, as plain floats."""
     length, digits, conf = decode(length_logits, digit_logits)
@@ -89,6 +102,7 @@ def sequence_metrics(length_logits: np.ndarray, digit_logits: np.ndarray, labels
         "digit_accuracy": float(((digits == true_digits) & inside).sum() / n_digits) if n_digits else 0.0,
         "per_position_accuracy": per_position,
         "coverage_at_98": coverage_at_accuracy(correct, conf, 0.98),
+        "threshold_at_98": threshold_at_accuracy(correct, conf, 0.98),
     }
 
 

@@ -12,8 +12,8 @@ worker count does not matter; PNGs, tar members (fixed order, mtime, owner, mode
 (mtime 0, no file name) are written deterministically.
 
 Commands:
-    python -m housenum.synthetic --contact-sheet /tmp/synthetic_sheet.png --count 40 --seed 0
-    python -m housenum.synthetic --fit-stats /work/shared/data/svhn      # refit the bundled label statistics
+    python -m housenum.synthetic --contact-sheet synthetic_sheet.png --count 40 --seed 0
+    python -m housenum.synthetic --fit-stats ../shared/data/svhn      # refit the bundled label statistics
 
 `--fit-stats` takes folders holding train/test `digitStruct.mat` (unpacked, or inside train.tar.gz /
 test.tar.gz), or the .mat / .tar.gz files themselves, and rewrites resources/svhn_label_stats.json.
@@ -360,7 +360,7 @@ def fit_label_stats(digitstruct_paths: Sequence[str | os.PathLike]) -> dict:
     return {
         "format": 1,
         "source": f"SVHN {' + '.join(sources)}: {len(records)} numbers, {len(boxes)} digits",
-        "command": "python -m housenum.synthetic --fit-stats /work/shared/data/svhn",
+        "command": "python -m housenum.synthetic --fit-stats ../shared/data/svhn",
         "quantile_levels": list(QUANTILE_LEVELS),
         "length_counts": {str(L): int(counts[L]) for L in range(1, len(counts)) if counts[L]},
         "per_length": per_length,
@@ -424,7 +424,7 @@ def _stats(path: str | None) -> dict:
         stats = json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DataError(f"label statistics {p} not found; regenerate it with "
-                        "python -m housenum.synthetic --fit-stats /work/shared/data/svhn") from None
+                        "python -m housenum.synthetic --fit-stats ../shared/data/svhn") from None
     except (OSError, ValueError) as exc:
         raise DataError(f"label statistics {p}: expected the JSON written by --fit-stats, could not read it ({exc})") from None
     missing = {"quantile_levels", "length_counts", "per_length", "aspect_by_label"} - set(stats)

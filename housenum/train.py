@@ -423,7 +423,10 @@ def export_model(model: keras.Model, cfg: RunConfig, run_dir: Path, result: dict
     with atomic_path(path, suffix=".keras") as tmp:
         model.save(tmp)
     result = result or {}
-    meta = {"task": cfg.model.task, "config": cfg.to_dict(),
+    # readings below this confidence are answered "no number found": chosen on validation data so that
+    # the answered ones are 98 % right (Goodfellow et al.'s operating point)
+    threshold = (result.get("valid") or {}).get("threshold_at_98")
+    meta = {"task": cfg.model.task, "config": cfg.to_dict(), "abstain_threshold": threshold,
             "metrics": {k: result.get(k) for k in ("test", "valid", "steps", "exported_step", "best_valid_step",
                                                    "data")}}
     write_json(run_dir / "model.json", meta)

@@ -135,8 +135,8 @@ def test_killed_training_resumes_with_the_same_command(synthetic_svhn, tmp_path)
 
 
 def test_training_script_fails_in_one_line_on_bad_data(tmp_path, synthetic_svhn):
-    for args in (["--data", str(tmp_path / "missing.h5")],
-                 ["--data", str(synthetic_svhn["h5"]), "--image-size", "64"]):
+    (tmp_path / "junk.h5").write_bytes(b"not an HDF5 file")
+    for args in (["--data", str(tmp_path / "missing.h5")], ["--data", str(tmp_path / "junk.h5")]):
         proc = subprocess.run([sys.executable, str(REPO / "train_and_test_svhn_data.py"), *args, "--results-dir",
                                str(tmp_path), "--steps", "2"], capture_output=True, text=True, timeout=300)
         assert proc.returncode == 1 and proc.stderr.startswith("error:") and proc.stderr.count("\n") == 1, proc.stderr

@@ -59,3 +59,16 @@ def test_coverage_at_accuracy():
     assert M.coverage_at_accuracy(correct, conf, 0.8) == pytest.approx(0.6)  # 5 of 6 = 0.83
     assert M.coverage_at_accuracy(correct, conf, 0.0) == pytest.approx(1.0)
     assert M.coverage_at_accuracy(np.zeros(3, bool), np.ones(3), 0.98) == 0.0
+
+
+def test_threshold_at_accuracy_is_where_coverage_ends():
+    from housenum.metrics import coverage_at_accuracy, threshold_at_accuracy
+
+    rng = np.random.default_rng(0)
+    conf = rng.random(500)
+    correct = rng.random(500) < conf  # more confident, more often right
+    t = threshold_at_accuracy(correct, conf, 0.9)
+    answered = conf >= t
+    assert correct[answered].mean() >= 0.9
+    assert answered.mean() == pytest.approx(coverage_at_accuracy(correct, conf, 0.9))
+    assert threshold_at_accuracy(np.zeros(5, bool), np.linspace(0, 1, 5), 0.98) == 1.0

@@ -1,0 +1,83 @@
+"""Step 5's choices before any reading: which model, which inputs, what is drawn."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("tensorflow")
+
+from housenum.config import ModelConfig, RunConfig  # noqa: E402
+from housenum.errors import HousenumError  # noqa: E402
+from housenum.model import build_model  # noqa: E402
+from housenum.predict import Reader, collect_paths, draw_reading, find_model, Reading  # noqa: E402
+from housenum.sweep import letters_config  # noqa: E402
+from housenum.train import export_model  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _export(run_dir: Path, cfg: RunConfig, accuracy: float) -> Path:
+    run_dir.mkdir(parents=True)
+    key = "sequence_accuracy" if cfg.model.task == "sequence" else "accuracy"
+    return export_model(build_model(cfg.model), cfg, run_dir,
+                        {"test": {key: accuracy}, "data": f"data of {run_dir.name}", "steps": 1})
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    """A number model, then a letters model written later (as run_all.py's baselines are)."""
+    root = tmp_path_factory.mktemp("results")
+    number = _export(root / "seed", RunConfig(model=ModelConfig(fc_units=(16,), conv_depths=(4,))), 0.42)
+    letters = _export(root / "baselines" / "seed_letters", letters_config(RunConfig().train), 0.9)
+    os.utime(number, (time.time() - 100, time.time() - 100))
+    return root
+
+
+def test_the_newest_number_model_is_chosen_over_a_newer_letters_model(results):
+    assert find_model(results) == results / "seed" / "model.keras"
+    reader = Reader(find_model(results))
+    assert "data of seed" in reader.describe() and "42.0%" in reader.describe()
+
+
+def test_a_letters_model_named_for_reading_numbers_is_a_one_line_error(results):
+    with pytest.raises(HousenumError, match="another task.*letters.*not a house-number reader"):
+        Reader(results / "baselines" / "seed_letters")
+    proc = subprocess.run([sys.executable, str(REPO / "predict_real_images.py"), str(REPO / "README.md"),
+                           "--model", str(results / "baselines" / "seed_letters")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "not a house-number reader" in proc.stderr
+
+
+def test_missing_inputs_are_reported_before_any_model_is_looked_for(tmp_path):
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, str(REPO / "predict_real_images.py"), str(tmp_path / "a.jpg"),
+                           str(tmp_path / "b.png"), "--results-dir", str(tmp_path / "none")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [f"error: {tmp_path / 'a.jpg'}: no such file",
+                                        f"error: {tmp_path / 'b.png'}: no such file"]
+    assert time.perf_counter() - start < 20  # no TensorFlow start-up (seconds) before saying so
+
+
+def test_a_folder_without_images_is_named(tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("x")
+    Image.new("RGB", (10, 10)).save(tmp_path / "p.png")
+    paths, warnings = collect_paths([str(tmp_path / "notes"), str(tmp_path / "p.png")])
+    assert paths == [tmp_path / "p.png"] and len(warnings) == 1 and "notes holds no image files" in warnings[0]
+
+
+def test_show_draws_on_a_copy_of_bounded_size(tmp_path):
+    big = tmp_path / "big.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (3000, 4000, 3), dtype=np.uint8)).save(big)
+    out = draw_reading(big, Reading(str(big), "12", 0.5), tmp_path / "shown", 0)
+    with Image.open(out) as im:
+        assert max(im.size) <= 1600 + 160 and im.width == 1600  # the banner adds to the height only
