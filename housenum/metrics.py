@@ -54,31 +54,30 @@ def sequence_correct(length: np.ndarray, digits: np.ndarray, labels: np.ndarray)
     return (length == true_len) & digits_ok
 
 
+def _answered(correct: np.ndarray, confidence: np.ndarray, target: float) -> tuple[np.ndarray, int]:
+    """Readings most confident first, and how many of the first may be answered keeping accuracy >= target."""
+    order = np.argsort(-confidence, kind="stable")
+    running = np.cumsum(correct[order]) / np.arange(1, len(correct) + 1)
+    ok = np.nonzero(running >= target)[0]
+    return order, int(ok[-1] + 1) if len(ok) else 0
+
+
 def coverage_at_accuracy(correct: np.ndarray, confidence: np.ndarray, target: float = 0.98) -> float:
     """Largest share of images the model may answer, most confident first, keeping accuracy >= target.
 
     Goodfellow et al. 2014 report coverage at 98 % accuracy: the model abstains on the rest.
     """
-    n = len(correct)
-    if n == 0:
+    if len(correct) == 0:
         return 0.0
-    order = np.argsort(-confidence, kind="stable")
-    running = np.cumsum(correct[order]) / np.arange(1, n + 1)
-    ok = np.nonzero(running >= target)[0]
-    return float((ok[-1] + 1) / n) if len(ok) else 0.0
+    return _answered(correct, confidence, target)[1] / len(correct)
 
 
 def threshold_at_accuracy(correct: np.ndarray, confidence: np.ndarray, target: float = 0.98) -> float:
     """The lowest confidence at which answering (and abstaining below) keeps accuracy >= target on these
     readings: the threshold a reader chooses on validation data. 1.0 (answer nothing below certainty)
     when no prefix reaches the target."""
-    n = len(correct)
-    if n == 0:
-        return 1.0
-    order = np.argsort(-confidence, kind="stable")
-    running = np.cumsum(correct[order]) / np.arange(1, n + 1)
-    ok = np.nonzero(running >= target)[0]
-    return float(confidence[order][ok[-1]]) if len(ok) else 1.0
+    order, k = _answered(correct, confidence, target) if len(correct) else (None, 0)
+    return float(confidence[order[k - 1]]) if k else 1.0
 
 
 def sequence_metrics(length_logits: np.ndarray, digit_logits: np.ndarray, labels: np.ndarray) -> dict:
