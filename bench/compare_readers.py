@@ -214,29 +214,20 @@ def tesseract(psm: int, exe: str = "tesseract") -> Engine:
 
 @functools.lru_cache(maxsize=None)
 def _rapidocr():
-    """One RapidOCR engine for both modes, with the newest recogniser the installed version offers."""
+    """One RapidOCR engine for both modes. Its recogniser is PP-OCRv6 where the installed version offers
+    it, in the size its wheel ships (small), so nothing has to be downloaded; otherwise its default."""
     from importlib.metadata import version
 
-    from rapidocr import OCRVersion, RapidOCR
+    from rapidocr import ModelType, OCRVersion, RapidOCR
 
-    wanted = [v for v in ("PPOCRV6", "PPOCRV5") if hasattr(OCRVersion, v)]
-    params = {"Rec.ocr_version": getattr(OCRVersion, wanted[0])} if wanted else {}
+    params = {"Global.log_level": "error"}  # "no text detected" is a reading here, not a warning
+    if hasattr(OCRVersion, "PPOCRV6"):
+        params.update({"Rec.ocr_version": OCRVersion.PPOCRV6, "Rec.model_type": ModelType.SMALL})
     engine = RapidOCR(params=params)
-    return engine, f"rapidocr {version('rapidocr')}, onnxruntime {version('onnxruntime')}; {_rapidocr_models(engine)}"
-
-
-def _rapidocr_models(engine) -> str:
-    """Which model files the engine loaded (their names carry version and size)."""
-    names = []
-    for part in ("text_det", "text_cls", "text_rec"):
-        obj = getattr(engine, part, None)
-        cfg = getattr(obj, "cfg", None)
-        path = None
-        if cfg is not None:
-            path = cfg.get("model_path") if hasattr(cfg, "get") else getattr(cfg, "model_path", None)
-        if path:
-            names.append(f"{part.split('_')[1]}: {Path(str(path)).name}")
-    return ", ".join(names) or "models: unknown"
+    models = "; ".join(f"{part.lower()} " + " ".join(str(getattr(v, "value", v)) for v in
+                                                    (c.ocr_version, c.model_type, c.lang_type))
+                       for part in ("Det", "Cls", "Rec") for c in [engine.cfg[part]])
+    return engine, f"rapidocr {version('rapidocr')}, onnxruntime {version('onnxruntime')}; {models}"
 
 
 def rapidocr(full: bool) -> Engine:
