@@ -146,10 +146,24 @@ class Engine:
 
 
 def default_model(results_dir: Path | str) -> Path:
-    """The model `ours` reads with when --model is not given."""
-    from housenum.predict import find_model
+    """The model `ours` reads with when --model is not given: the newest number reader under results_dir.
+    The notMNIST letter baselines export models there too; they have one class head and read no numbers."""
+    import json
 
-    return find_model(results_dir)
+    def reads_numbers(path: Path) -> bool:
+        try:
+            meta = json.loads(path.with_name("model.json").read_text())
+        except (OSError, ValueError):
+            return False
+        return meta.get("config", {}).get("model", {}).get("task", "sequence") == "sequence"
+
+    root = Path(results_dir)
+    found = sorted((p for p in root.glob("**/model.keras") if reads_numbers(p)),
+                   key=lambda p: p.stat().st_mtime) if root.is_dir() else []
+    if not found:
+        raise HousenumError(f"no number-reading model in {root}/: train one with "
+                            f"`python train_and_test_svhn_data.py` (or pass --model PATH)")
+    return found[-1]
 
 
 @functools.lru_cache(maxsize=None)

@@ -50,10 +50,10 @@ def test_the_mirror_photos_carry_their_true_numbers_and_training_crops(photos, u
                                         for i in range(1, n + 1)]
     # The first SVHN photos are well known: test 1-3 read 5, 210, 6 and train 1-4 read 19, 23, 25, 93.
     assert [p.truth for p in photos[:7]] == ["5", "210", "6", "19", "23", "25", "93"]
+    labels = {split: read_digitstruct(unpacked / split / "digitStruct.mat") for split in ("test", "train", "extra")}
     for p in photos:
         split, name = p.name.split("/")
-        ds = read_digitstruct(unpacked / split / "digitStruct.mat")
-        _, boxes = ds.record(ds.names.index(name))
+        _, boxes = labels[split].record(labels[split].names.index(name))
         assert p.truth == "".join(str(int(lab) % 10) for lab in boxes[:, 0])
         l, t, r, b = cr.crop_box(boxes, p.whole.width, p.whole.height)
         assert (p.crop.width, p.crop.height) == (r - l, b - t)
@@ -164,3 +164,23 @@ def test_main_prints_the_table_and_writes_json(tiny_model, unpacked, mirror_dir,
     row = next(line for line in out.splitlines() if line.startswith("ours "))
     assert row.split()[1:3] == [f"{ours['crop_hits']}/10", f"{ours['whole_hits']}/10"]
     assert "test/2.png" in out and "crop / whole" in out  # --verbose: the per-photo readings
+
+
+def test_the_default_model_is_the_newest_number_reader(tmp_path):
+    import os
+
+    def run(name, task, mtime):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "model.keras").write_bytes(b"")
+        (d / "model.json").write_text(json.dumps({"config": {"model": {"task": task}}}))
+        os.utime(d / "model.keras", (mtime, mtime))
+        return d / "model.keras"
+
+    with pytest.raises(cr.HousenumError, match="no number-reading model"):
+        cr.default_model(tmp_path)
+    older = run("older_numbers", "sequence", 1_000)
+    assert cr.default_model(tmp_path) == older
+    run("letters", "single", 3_000)  # newest, but a letter classifier
+    newer = run("newer_numbers", "sequence", 2_000)
+    assert cr.default_model(tmp_path) == newer
