@@ -5,7 +5,7 @@ The mirror holds ten real SVHN photos (test/1-3, train/1-4, extra/1-3). Each is 
 engine: cropped around its digit boxes exactly as training crops (union box + 30 %), and whole. A hit is
 a reading whose digits equal the true number exactly. Engines:
 
-  ours              this project's reader (--model; default: the newest model.keras under results/)
+  ours              this project's reader (--model; default: the newest number reader under results/)
   tesseract-psm7    Tesseract CLI, digits only, one text line        (apt-get install tesseract-ocr)
   tesseract-psm8    Tesseract CLI, digits only, one word
   rapidocr-rec      RapidOCR, recogniser only, on the given image     (pip install rapidocr onnxruntime)
@@ -175,7 +175,7 @@ def _reader(model_path: str):
 
 def read_ours(model_path: Path | str, images: list[Image.Image]) -> list[str]:
     """This project's readings of whole PIL images: THE adapter between this bench and our reader (the
-    model is loaded on the first call and kept)."""
+    model is loaded on the first call and kept). A None reading ("no number found") counts as a miss."""
     from housenum.preprocess import image_to_input
 
     reader = _reader(str(model_path))
@@ -373,7 +373,8 @@ def parse_args(argv=None):
     p.add_argument("--mirror", default=os.environ.get("HOUSENUM_MIRROR", str(REPO.parent / "shared" / "data")),
                    help="the real-data mirror (a folder holding the SVHN archives, or their svhn/ folder)")
     p.add_argument("--data-dir", default=None,
-                   help="where to unpack the mirror's SVHN archives (default: a temporary folder)")
+                   help="where to unpack the mirror's SVHN archives (default: a temporary folder); a folder "
+                        "of its own: they replace any SVHN data unpacked there")
     p.add_argument("--model", default=None, help="our run folder or model.keras (default: newest under --results-dir)")
     p.add_argument("--results-dir", default="results", help="where to look for the newest model")
     p.add_argument("--engines", default=",".join(ENGINE_NAMES), help="comma-separated engines to run")
