@@ -362,8 +362,13 @@ def format_readings(rows: list[Row], photos: list[Photo]) -> str:
 
 def conditions() -> dict:
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        cpu = platform.processor() or platform.machine()
     return {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
+            "machine": f"{cpu}, {os.cpu_count()} CPUs, {platform.system()}",
             "load_average": [round(x, 2) for x in load] if load else None,
             "python": platform.python_version()}
 
