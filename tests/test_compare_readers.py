@@ -184,3 +184,24 @@ def test_the_default_model_is_the_newest_number_reader(tmp_path):
     run("letters", "single", 3_000)  # newest, but a letter classifier
     newer = run("newer_numbers", "sequence", 2_000)
     assert cr.default_model(tmp_path) == newer
+
+
+def _printed_number(text: str) -> Image.Image:
+    """Black digits on white, large and clean: any OCR engine that runs at all reads them."""
+    from PIL import ImageDraw
+
+    from housenum.predict import _font
+
+    im = Image.new("RGB", (60 * len(text) + 40, 110), "white")
+    ImageDraw.Draw(im).text((20, 10), text, fill="black", font=_font(80))
+    return im
+
+
+@pytest.mark.parametrize("engine", ["tesseract-psm7", "tesseract-psm8", "rapidocr-rec", "rapidocr-full"])
+def test_installed_engines_read_a_printed_number(engine):
+    """Where an engine is installed (bench machines, not CI), its call really reads digits."""
+    row = cr.measure(cr.make_engines([engine], None, "results")[0], [cr.Photo("p", "4067", _printed_number("4067"),
+                                                                              _printed_number("4067"))])
+    if row.skipped is not None:
+        pytest.skip(row.skipped)
+    assert (row.crop_readings, row.crop_hits) == (["4067"], 1)
