@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import io
+import json
 import os
 import platform
 import re
@@ -148,8 +149,6 @@ class Engine:
 def default_model(results_dir: Path | str) -> Path:
     """The model `ours` reads with when --model is not given: the newest number reader under results_dir.
     The notMNIST letter baselines export models there too; they have one class head and read no numbers."""
-    import json
-
     def reads_numbers(path: Path) -> bool:
         try:
             meta = json.loads(path.with_name("model.json").read_text())
