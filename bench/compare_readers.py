@@ -18,7 +18,7 @@ CLI). Figures only; asserts nothing. Ten photos are far too few for an accuracy 
 
   .venv/bin/python bench/compare_readers.py --model results/improved_synthetic
   .venv/bin/python bench/compare_readers.py --engines ours --verbose           # what our model reads
-  /work/bench-venv/bin/python bench/compare_readers.py --verbose --json results/compare_readers.json
+  .venv-bench/bin/python bench/compare_readers.py --verbose --json results/compare_readers.json
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import io
-import json
 import os
 import platform
 import re
@@ -89,7 +88,7 @@ def crop_box(boxes: np.ndarray, width: int, height: int) -> tuple[int, int, int,
     """The training crop: the union of the digit boxes grown by the training margin (the one place the
     crop is made here)."""
     from housenum.config import DataConfig
-    from housenum.preprocess import union_box
+    from housenum.photo import union_box
 
     box = union_box(boxes, width, height, DataConfig().margin)
     if box is None:
@@ -147,22 +146,11 @@ class Engine:
 
 
 def default_model(results_dir: Path | str) -> Path:
-    """The model `ours` reads with when --model is not given: the newest number reader under results_dir.
-    The notMNIST letter baselines export models there too; they have one class head and read no numbers."""
-    def reads_numbers(path: Path) -> bool:
-        try:
-            meta = json.loads(path.with_name("model.json").read_text())
-        except (OSError, ValueError):
-            return False
-        return meta.get("config", {}).get("model", {}).get("task", "sequence") == "sequence"
+    """The model `ours` reads with when --model is not given: the newest number reader under results_dir
+    (the notMNIST letter baselines export models there too; `find_model` passes them over)."""
+    from housenum.predict import find_model
 
-    root = Path(results_dir)
-    found = sorted((p for p in root.glob("**/model.keras") if reads_numbers(p)),
-                   key=lambda p: p.stat().st_mtime) if root.is_dir() else []
-    if not found:
-        raise HousenumError(f"no number-reading model in {root}/: train one with "
-                            f"`python train_and_test_svhn_data.py` (or pass --model PATH)")
-    return found[-1]
+    return find_model(results_dir)
 
 
 @functools.lru_cache(maxsize=None)
@@ -175,7 +163,7 @@ def _reader(model_path: str):
 def read_ours(model_path: Path | str, images: list[Image.Image]) -> list[str]:
     """This project's readings of whole PIL images: THE adapter between this bench and our reader (the
     model is loaded on the first call and kept). A None reading ("no number found") counts as a miss."""
-    from housenum.preprocess import image_to_input
+    from housenum.photo import image_to_input
 
     reader = _reader(str(model_path))
     arrays = np.stack([image_to_input(im, None, reader.image_size) for im in images])
