@@ -166,26 +166,6 @@ def test_main_prints_the_table_and_writes_json(tiny_model, unpacked, mirror_dir,
     assert "test/2.png" in out and "crop / whole" in out  # --verbose: the per-photo readings
 
 
-def test_the_default_model_is_the_newest_number_reader(tmp_path):
-    import os
-
-    def run(name, task, mtime):
-        d = tmp_path / name
-        d.mkdir()
-        (d / "model.keras").write_bytes(b"")
-        (d / "model.json").write_text(json.dumps({"config": {"model": {"task": task}}}))
-        os.utime(d / "model.keras", (mtime, mtime))
-        return d / "model.keras"
-
-    with pytest.raises(cr.HousenumError, match="no number-reading model"):
-        cr.default_model(tmp_path)
-    older = run("older_numbers", "sequence", 1_000)
-    assert cr.default_model(tmp_path) == older
-    run("letters", "single", 3_000)  # newest, but a letter classifier
-    newer = run("newer_numbers", "sequence", 2_000)
-    assert cr.default_model(tmp_path) == newer
-
-
 def _printed_number(text: str) -> Image.Image:
     """Black digits on white, large and clean: any OCR engine that runs at all reads them."""
     from PIL import ImageDraw
