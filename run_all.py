@@ -278,6 +278,7 @@ def main(argv=None) -> int:
         "load": report.load_average(),
         "svhn_results": str(train_results), "run_dir": str(results / run_name),
         "letters_results": str(letters_results),
+        "letters_data": "real notMNIST letters" if real_letters else "synthetic notMNIST-style letters",
     }
     page = report.write_report(results, run)
     print(f"\nall steps done in {run['seconds']:.0f} s; the study's report: {page.resolve()} "

@@ -93,8 +93,8 @@ def _int(value: Any) -> str:
         return "—"
 
 
-def _table(head: list[str], rows: list[list[Any]]) -> str:
-    out = ["<table><tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr>"]
+def _table(head: list[str] | None, rows: list[list[Any]]) -> str:
+    out = ["<table>" + ("<tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr>" if head else "")]
     for row in rows:
         out.append("<tr>" + "".join(f"<td>{c if isinstance(c, _Raw) else _e(c)}</td>" for c in row) + "</tr>")
     return "\n".join(out) + "</table>"
@@ -221,7 +221,7 @@ def _notmnist_section(results: Path, run: dict) -> str:
              f"{v.get('mean', 0):.4f}", f"{v.get('std', 0):.4f}"] + [_int(v["class_counts"].get(c)) for c in letters]
             for name, v in s["splits"].items()]
     d = s.get("duplicates", {})
-    return (_data(f"{s.get('source', '?')} — {s.get('source_note', '')}")
+    return (_data(f"{run.get('letters_data', 'notMNIST letters')}: {s.get('source', '?')} — {s.get('source_note', '')}")
             + _table(["split", "images", "study", "drawn from", "mean", "std"] + letters, rows)
             + f"<p>Normalisation {_e(s.get('normalisation', '?'))}, seed {_e(s.get('seed'))}. Exact duplicates: "
               f"valid in train {_int(d.get('train_valid'))}, test in train or valid "
@@ -268,7 +268,7 @@ def _baselines_section(results: Path, run: dict) -> str:
                      sl.get("data", str(folder / "baselines"))])
     notes = [f"<p>{_e(lg['note'])}</p>" for lg in [b.get("logistic", {})] if lg.get("note")]
     summary = _read_json(folder / "notmnist_summary.json") or {}
-    return (_data(f"notMNIST letters: {summary.get('source', '?')}")
+    return (_data(f"{run.get('letters_data', 'notMNIST letters')}: {summary.get('source', '?')}")
             + _table(["model", "training letters", "test accuracy", "study", "test letters", "data file"], rows)
             + "".join(notes))
 
@@ -306,7 +306,7 @@ def _run_section(results: Path, run: dict) -> str:
     if run.get("fallback"):
         warn = (f'<p class="warn">{_e(run["fallback"])}: this run trained on synthetic SVHN-format data. '
                 "Accuracies below are on that data, not on real SVHN photos.</p>")
-    return warn + _table(["", ""], rows)
+    return warn + _table(None, rows)
 
 
 def build_report(results: Path | str, run: dict) -> str:
