@@ -46,16 +46,17 @@ def accuracy_vs_steps(history: Iterable[dict], path: Path, title: str = "validat
     ax.set_xlabel("training step")
     ax.set_ylabel(ACCURACY_LABEL_SEQUENCE if sequences else ACCURACY_LABEL_CLASS, color="tab:blue")
     ax.set_ylim(0, 1)
+    ax.set_xlim(left=0)
     ax.grid(alpha=0.3)
     if loss:
         ax2 = ax.twinx()
         handles += ax2.plot(*zip(*loss), color="tab:gray", lw=1, alpha=0.7, label="training loss")
         ax2.set_ylabel("training loss (linear, from 0)", color="tab:gray")
         ax2.set_ylim(0, max(v for _, v in loss) * 1.05 or 1.0)
-    ax.set_title(title)
+    ax.set_title(title, pad=22)
     if handles:
-        # inside the axes, where the curves are least likely to be: never over the x-axis label
-        ax.legend(handles=handles, loc="center right", fontsize=8, framealpha=0.9)
+        # between the title and the plot: never over the curves (which may run anywhere) or the x label
+        ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize=8, frameon=False)
     return _save(fig, path)
 
 
