@@ -83,14 +83,11 @@ def histograms(series: dict[str, Sequence[float]], path: Path, title: str, xlabe
 
 
 def sweep_colour(family: str, layers: int):
-    """One colour per configuration: FC-only nets from tab20's first ten hues, conv nets from the
-    other ten, so an FC net and a conv net of the same depth never share a colour."""
-    cmap = plt.get_cmap("tab20")
-    # tab20 pairs a dark and a light shade of each hue: FC-only take the dark (even) indices, conv
-    # the light (odd) ones of other hues, offset so a depth's two nets are different hues.
-    if family == "fc":
-        return cmap((2 * (layers - 1)) % 20)
-    return cmap((2 * (layers + 2) + 1) % 20)
+    """One colour per configuration of the sweep (FC-only 1..7, conv 5..7: ten, tab10's ten colours):
+    FC-only nets take the first seven, conv nets the last three, so an FC net and a conv net of the same
+    depth never share a colour."""
+    cmap = plt.get_cmap("tab10")
+    return cmap((layers - 1) % 10 if family == "fc" else (7 + layers - 5) % 10)
 
 
 def layer_sweep(rows: Sequence[dict], path: Path, title: str | None = None) -> Path:
