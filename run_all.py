@@ -33,6 +33,7 @@ from housenum.config import TrainConfig
 from housenum.errors import HousenumError
 
 HERE = Path(__file__).resolve().parent
+STEP_SECONDS: dict[str, float] = {}  # wall time of each step of this invocation, for the report
 MIN_TRAIN_ROWS = 1000  # fewer real training photos than this cannot train the network meaningfully
 STUDY_EVAL_EVERY = TrainConfig().eval_every
 
@@ -99,7 +100,8 @@ def step(title: str, script: str, *args, capture: bool = False) -> str:
         print(proc.stdout, end="", flush=True)
     if proc.returncode != 0:
         raise HousenumError(f"{title} failed (exit {proc.returncode}): {shown}")
-    print(f"<== {title} done in {time.perf_counter() - t0:.0f} s", flush=True)
+    STEP_SECONDS[title] = round(time.perf_counter() - t0, 1)
+    print(f"<== {title} done in {STEP_SECONDS[title]:.0f} s", flush=True)
     return proc.stdout or ""
 
 
@@ -168,6 +170,7 @@ def eval_every(steps: int) -> int:
 def main(argv=None) -> int:
     args = parse_args(argv)
     started = time.perf_counter()
+    STEP_SECONDS.clear()
     from housenum.download import check_online
 
     data, results = Path(args.data_dir), Path(args.results_dir)
@@ -275,7 +278,7 @@ def main(argv=None) -> int:
         "fallback": fallback, "synthetic": synthetic, "steps": steps, "sweep_steps": sweep_steps,
         "sweep_layers": args.sweep_layers, "letters_steps": letters_steps, "preset": args.preset,
         "seed": args.seed, "seconds": round(time.perf_counter() - started, 1), "cores": os.cpu_count(),
-        "load": report.load_average(),
+        "load": report.load_average(), "step_seconds": dict(STEP_SECONDS),
         "svhn_results": str(train_results), "run_dir": str(results / run_name),
         "letters_results": str(letters_results),
         "letters_data": "real notMNIST letters" if real_letters else "synthetic notMNIST-style letters",

@@ -299,7 +299,9 @@ def _run_section(results: Path, run: dict) -> str:
             ["steps (training / sweep per config / letters)",
              f"{_int(run.get('steps'))} / {_int(run.get('sweep_steps'))} / {_int(run.get('letters_steps'))}"],
             ["sweep depths", run.get("sweep_layers", "")], ["preset, seed", f"{run.get('preset')}, {run.get('seed')}"],
-            ["wall time of the whole run", f"{run.get('seconds', 0):.0f} s"],
+            ["wall time of this invocation", f"{run.get('seconds', 0):.0f} s (steps finished by an earlier "
+                                              "invocation are read back, not redone)"],
+            ["per step", "; ".join(f"{k} {v:.0f} s" for k, v in (run.get("step_seconds") or {}).items()) or "—"],
             ["conditions", f"{run.get('cores', '?')} CPU cores ({platform.machine()}), load average at the end "
                            f"(1/5/15 min) {run.get('load', '?')}; timings here drift with load"]]
     warn = ""
