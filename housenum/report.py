@@ -55,7 +55,7 @@ table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccc;padding
 th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}
 .data{color:#555;font-size:.92em}.warn{background:#fff4d6;border:1px solid #e0b94f;padding:.5em .8em}
 .missing{color:#a00}img{max-width:100%;border:1px solid #ddd;margin:.3em .3em .3em 0}
-.pair img{max-width:49%}code{background:#f4f4f4;padding:0 .2em}
+.pair img{max-width:49%}table.kv td{text-align:left}code{background:#f4f4f4;padding:0 .2em}
 """
 
 
@@ -93,8 +93,8 @@ def _int(value: Any) -> str:
         return "—"
 
 
-def _table(head: list[str] | None, rows: list[list[Any]]) -> str:
-    out = ["<table>" + ("<tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr>" if head else "")]
+def _table(head: list[str] | None, rows: list[list[Any]], css: str = "") -> str:
+    out = [(f'<table class="{css}">' if css else "<table>") + ("<tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr>" if head else "")]
     for row in rows:
         out.append("<tr>" + "".join(f"<td>{c if isinstance(c, _Raw) else _e(c)}</td>" for c in row) + "</tr>")
     return "\n".join(out) + "</table>"
@@ -308,7 +308,7 @@ def _run_section(results: Path, run: dict) -> str:
     if run.get("fallback"):
         warn = (f'<p class="warn">{_e(run["fallback"])}: this run trained on synthetic SVHN-format data. '
                 "Accuracies below are on that data, not on real SVHN photos.</p>")
-    return warn + _table(None, rows)
+    return warn + _table(None, rows, css="kv")
 
 
 def build_report(results: Path | str, run: dict) -> str:

@@ -11,7 +11,6 @@ import pytest
 import run_all
 from housenum import download, report
 from housenum.digitstruct import write_digitstruct
-from housenum.errors import HousenumError
 
 OFFLINE = "cannot reach ufldl.stanford.edu (test: no network)"
 
