@@ -62,7 +62,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for line in download.iter_plan_lines(summary):
         print(line)
     print(f"done: {len(summary['fetched'])} fetched, {len(summary['extracted'])} unpacked, "
-          f"{len(summary['skipped'])} already complete, {len(summary['missing'])} missing; data in {summary['data_dir']}")
+          f"{len(summary['skipped'])} already complete, {len(summary['missing'])} missing, "
+          f"{len(summary['replaced'])} replaced; data in {summary['data_dir']}")
+    if summary["replaced"]:
+        print("the replaced folders' earlier results (summaries, runs under results/) no longer match the data on "
+              "disk: rerun preprocessing and training")
     return 0
 
 

@@ -64,8 +64,10 @@ def main(argv=None) -> int:
     results.mkdir(parents=True, exist_ok=True)
     summary["output"] = str(out)
     write_json(results / "svhn_summary.json", summary, sort_keys=False)
-    plots.histograms(hist["widest"], results / "svhn_widest_box.png", "Widest digit box per image", "pixels")
-    plots.histograms(hist["tallest"], results / "svhn_tallest_box.png", "Tallest digit box per image", "pixels")
+    plots.histograms(hist["widest"], results / "svhn_widest_box.png", "Widest digit box per image", "pixels",
+                    data=summary["data"])
+    plots.histograms(hist["tallest"], results / "svhn_tallest_box.png", "Tallest digit box per image", "pixels",
+                    data=summary["data"])
     print(f"data: {summary['data']} ({summary['source']})")
     print(format_table(summary, cfg.max_digits))
     print(f"\nwrote {out}, {results / 'svhn_summary.json'}, {results / 'svhn_widest_box.png'}, "

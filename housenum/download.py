@@ -647,7 +647,7 @@ def fetch(
     if mirror is not None and not Path(mirror).is_dir():
         raise DataError(f"--mirror: {mirror} is not a folder; expected a folder holding the archives")
     summary: dict[str, Any] = {"data_dir": str(data_dir), "archives": [], "fetched": [], "extracted": [],
-                               "skipped": [], "missing": [], "notes": []}
+                               "skipped": [], "missing": [], "notes": [], "replaced": []}
 
     # Decide each archive's source before touching anything, so a missing mirror file fails early.
     plan: list[tuple[Archive, str, Path]] = []
@@ -674,6 +674,8 @@ def fetch(
 
     synthetic_archives = [a for a, how, _ in plan if how == "synthetic"]
     generated: dict[str, str] = {}
+    # what made the synthetic archives on disk now, to say what a regeneration replaces
+    made_before = (_read_json(_synthetic_record_path(downloads)) or {}).get("archives", {})
     if synthetic_archives:
         generated = _generate_synthetic(synthetic_archives, downloads, synthetic, seed, synthetic_letters, progress)
         for archive in [a for a in synthetic_archives if a.name not in generated]:
@@ -715,6 +717,8 @@ def fetch(
         else:
             fetch_state = "mirror"
 
+        folder = extracted_dir(data_dir, archive)
+        was = _read_json(_marker_path(archive, data_dir)) if folder.is_dir() else None
         if fetch_state == "not needed":
             extract_state = "skipped"
         else:
@@ -726,6 +730,13 @@ def fetch(
                 if how != "mirror":
                     path.unlink(missing_ok=True)
                 raise
+        if extract_state == "extracted" and folder.is_dir() and was is not None:
+            # earlier runs' results describe the data unpacked here: say it is gone, and what it was
+            summary["replaced"].append(
+                f"{folder} held {_describe_unpacked(was, made_before)}; now {how} data from {path}"
+                + (f" (--synthetic{'-letters' if archive.group == 'notmnist' else ''} "
+                   f"{synthetic_letters if archive.group == 'notmnist' else synthetic}, seed {seed})"
+                   if how == "synthetic" else ""))
         if fetch_state in ("downloaded", "resumed", "generated"):
             summary["fetched"].append(archive.name)
         if extract_state == "extracted":
@@ -739,6 +750,22 @@ def fetch(
     return summary
 
 
+def _describe_params(record: dict[str, Any], name: str) -> str:
+    """'--synthetic 5000, seed 0' from the synthetic record's entry for archive `name`."""
+    entry = record.get(name) if isinstance(record, dict) else None
+    params = entry.get("params", {}) if isinstance(entry, dict) else {}
+    if "letters_per_class" in params:
+        return f"--synthetic-letters {params['letters_per_class']}, seed {params.get('seed')}"
+    return f"--synthetic {params.get('n', '?')}, seed {params.get('seed', '?')}"
+
+
+def _describe_unpacked(marker: dict[str, Any], made_before: dict[str, Any]) -> str:
+    """What an extraction marker says a folder held: its origin, source archive and, if synthetic, settings."""
+    origin, name = marker.get("origin", "unknown"), marker.get("archive", "?")
+    text = f"{origin} data from {marker.get('source', '?')}"
+    return text + (f" ({_describe_params(made_before, name)})" if origin == "synthetic" else "")
+
+
 def iter_plan_lines(summary: dict[str, Any]) -> Iterator[str]:
     """Human-readable lines for a `fetch` summary (what the script prints)."""
     for row in summary["archives"]:
@@ -747,3 +774,5 @@ def iter_plan_lines(summary: dict[str, Any]) -> Iterator[str]:
         yield f"{name:<24} missing   (see note)"
     for note in summary["notes"]:
         yield f"note: {note}"
+    for line in summary.get("replaced", []):
+        yield f"replaced: {line}"
