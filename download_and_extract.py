@@ -2,7 +2,7 @@
 
   python download_and_extract.py                                   # everything the study uses
   python download_and_extract.py --datasets svhn-train svhn-test   # only these
-  python download_and_extract.py --mirror /work/shared/data        # offline: archives from a local folder
+  python download_and_extract.py --mirror ../shared/data          # offline: archives from a local folder
   python download_and_extract.py --synthetic 2000 --seed 1         # offline: 2000 synthetic numbers
 
 Layout written (what preprocessing reads):
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--mirror", metavar="DIR", default=None,
         help="take the archives from this local folder instead of downloading (looked for in DIR, DIR/svhn "
              "and DIR/notmnist; integrity is checked by reading each archive through, as mirror copies "
-             "differ from the official files); e.g. --mirror /work/shared/data")
+             "differ from the official files); e.g. --mirror ../shared/data")
     parser.add_argument(
         "--synthetic", metavar="N", type=positive_int, default=None,
         help="instead of downloading SVHN, generate SVHN-format archives (N train numbers; test and extra "

@@ -109,7 +109,7 @@ def run_sweep(entries: Sequence[SweepEntry], train: TrainConfig, data, results_d
             "test_accuracy": _headline(result["test"]), "valid_accuracy": _headline(result["valid"]),
             "train_seconds": result.get("train_seconds", 0.0), "history": _history(run_dir),
         })
-    write_outputs(rows, results_dir)
+    write_outputs(rows, results_dir, data.description)
     return rows
 
 
@@ -117,7 +117,7 @@ def _headline(m: dict) -> float:
     return float(m.get("sequence_accuracy", m.get("accuracy", 0.0))) if m else 0.0
 
 
-def write_outputs(rows: list[dict], results_dir: Path) -> tuple[Path, Path]:
+def write_outputs(rows: list[dict], results_dir: Path, data: str = "") -> tuple[Path, Path]:
     from housenum import plots
 
     csv_path, png_path = results_dir / "layer_sweep.csv", results_dir / "layer_sweep.png"
@@ -128,7 +128,8 @@ def write_outputs(rows: list[dict], results_dir: Path) -> tuple[Path, Path]:
             for h in r["history"]:
                 w.writerow({"config": r["config"], "family": r["family"], "layers": r["layers"], "step": h["step"],
                             "valid_accuracy": h["valid_accuracy"], "test_accuracy": h.get("test_accuracy", "")})
-    plots.layer_sweep(rows, png_path)
+    kind = "synthetic data" if "synthetic" in data else ("real SVHN" if "real SVHN" in data else "")
+    plots.layer_sweep(rows, png_path, title="Layer sweep: FC only (dotted) vs conv (solid)" + (f", {kind}" if kind else ""))
     return csv_path, png_path
 
 
