@@ -19,6 +19,7 @@ boxes (tight, no margin), clipped to the scene; None for a scene with no number.
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -105,15 +106,18 @@ def load_sources(folders: Sequence[Path | str]) -> list[Source]:
     return out
 
 
-def scene_rng(seed: int, index: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence([int(seed), 0x5CE7E, int(index)]))
+def scene_rng(seed: int, index: int, stream: str = "train") -> np.random.Generator:
+    """Scene `index`'s generator. `stream` ("train", "valid", "test") keeps the splits' scenes apart
+    under one seed."""
+    return np.random.default_rng(np.random.SeedSequence([int(seed), zlib.crc32(stream.encode()), int(index)]))
 
 
-def make_scene(sources: Sequence[Source], seed: int, index: int, config: SceneConfig = SceneConfig()) -> Scene:
-    """Scene `index` of the stream `seed`: the same (sources, seed, index, config) give the same pixels."""
+def make_scene(sources: Sequence[Source], seed: int, index: int, config: SceneConfig = SceneConfig(),
+               stream: str = "train") -> Scene:
+    """Scene `index` of (seed, stream): the same sources, seed, index, config and stream give the same pixels."""
     if not sources:
         raise DataError("make_scene: expected at least one source photo, got none")
-    rng = scene_rng(seed, index)
+    rng = scene_rng(seed, index, stream)
     u = rng.random()
     if u < config.negative_share:
         return Scene(_negative(rng, config), None, "negative")
