@@ -37,7 +37,7 @@ def main(argv=None) -> int:
 
     from housenum.digitstruct import read_digitstruct
     from housenum.download import fetch
-    from housenum.finder import Finder, iou, open_photo, svhn_folders
+    from housenum.finder import Finder, iou, locate, open_photo, svhn_folders
     from housenum.scenes import SceneConfig, load_sources, make_scene
 
     finder = Finder(args.finder)
@@ -57,8 +57,6 @@ def main(argv=None) -> int:
                     photo = im.convert("RGB")
                 truth = (b[:, 1].min(), b[:, 2].min(), (b[:, 1] + b[:, 3]).max(), (b[:, 2] + b[:, 4]).max())
                 one = finder.find([photo], refine=False)[0]
-                ref = finder.find([photo], refine=True)[0]
-                from housenum.finder import locate
                 _, raw1 = locate(finder, [photo.convert("L")], False)
                 _, raw2 = locate(finder, [photo.convert("L")], True)
                 digits = "".join(str(int(x) % 10) for x in b[:, 0])

@@ -48,7 +48,10 @@ STRIDE = 16  # input pixels per grid cell: 4 stride-2 convolutions
 class FinderConfig:
     """The finder's network, training and decision settings."""
 
-    input_size: int = 128  # S: letterbox side; S / STRIDE cells a side (see the README for why 128)
+    # S: letterbox side (S / STRIDE cells a side). 128 over 96: at equal steps it boxed numbers better
+    # (validation IoU 0.46 vs 0.39 after 200 steps), and a small number keeps 1.8x the pixels; a step
+    # costs ~2.4x, but inference stays a few ms, far inside the 100 ms a photo may take.
+    input_size: int = 128
     widths: tuple[int, ...] = (16, 32, 64, 96)  # channels of the 4 stride-2 stages (two 3x3 convs each)
     steps: int = 3000  # training steps
     batch_size: int = 64
