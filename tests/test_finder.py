@@ -1,0 +1,178 @@
+"""The finder: scenes, letterbox geometry, grid targets, a short training that learns, save/load."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from housenum.errors import DataError, HousenumError
+from housenum.finder import (STRIDE, Finder, FinderConfig, Letterbox, choose_threshold, decode, encode, letterbox,
+                             main, smoke, train_finder)
+from housenum.scenes import SceneConfig, load_sources, make_scene
+
+# Small scenes keep the whole file fast; the geometry is the same at any size.
+SMALL = SceneConfig(long_side=(96, 160), negative_share=0.5)
+# The short training's scenes: numbers a quarter of the photo wide or more, few distractors, so that a
+# few hundred steps on a narrow network learn something measurable.
+EASY = dataclasses.replace(SMALL, number_width=(0.25, 0.9), edge_cut_prob=0.0, max_distractors=2)
+
+
+@pytest.fixture(scope="module")
+def svhn_dir(tmp_path_factory):
+    """A tiny SVHN-format data set (svhn/train, svhn/test) from the synthetic generator."""
+    from housenum.synthetic import write_svhn_split
+
+    root = tmp_path_factory.mktemp("finder_data")
+    write_svhn_split(root / "svhn", "train", 40, seed=1, workers=1, progress=False)
+    write_svhn_split(root / "svhn", "test", 20, seed=2, workers=1, progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(svhn_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("finder_run")
+    # A lenient threshold (15 % false positives) so accuracy reflects what was learnt, not the strictness.
+    cfg = dataclasses.replace(smoke(300), train_scenes=400, valid_scenes=60, test_scenes=120, max_fpr=0.15,
+                              learning_rate=5e-3, eval_every=300)
+    meta = train_finder(svhn_dir, out, cfg, EASY, workers=1, log=lambda *_: None)
+    return out, meta
+
+
+def test_scenes_are_deterministic_and_boxes_lie_inside(svhn_dir):
+    sources = load_sources([svhn_dir / "svhn" / "train"])
+    kinds = set()
+    for i in range(30):
+        a, b = make_scene(sources, 7, i, SMALL), make_scene(sources, 7, i, SMALL)
+        assert a.box == b.box and a.kind == b.kind
+        assert np.array_equal(np.asarray(a.image), np.asarray(b.image))
+        kinds.add(a.kind)
+        if a.box is None:
+            assert a.kind == "negative"
+        else:
+            l, t, r, bt = a.box
+            assert 0 <= l < r <= a.image.width and 0 <= t < bt <= a.image.height
+    assert kinds == {"negative", "pasted", "original"}
+    # Another seed or stream is another scene.
+    same = [np.array_equal(np.asarray(make_scene(sources, 7, i, SMALL).image),
+                           np.asarray(make_scene(sources, 7, i, SMALL, stream="test").image)) for i in range(5)]
+    assert not all(same)
+
+
+def test_negative_scenes_have_no_box(svhn_dir):
+    sources = load_sources([svhn_dir / "svhn" / "test"])
+    cfg = dataclasses.replace(SMALL, negative_share=1.0, original_share=0.0)
+    scenes = [make_scene(sources, 0, i, cfg) for i in range(5)]
+    assert all(s.box is None and s.kind == "negative" for s in scenes)
+    assert len({s.image.size for s in scenes}) > 1  # phone shapes and sizes vary
+
+
+def test_letterbox_maps_boxes_back_exactly():
+    rng = np.random.default_rng(0)
+    for w, h in [(4000, 3000), (300, 533), (97, 97), (1000, 17)]:
+        lb = Letterbox.of(w, h, 128)
+        l, t, r, b = lb.content
+        assert max(r - l, b - t) == 128 and (r - l == 128 or b - t == 128)
+        for _ in range(20):
+            x0, y0 = rng.uniform(0, w), rng.uniform(0, h)
+            box = np.array([x0, y0, rng.uniform(x0, w), rng.uniform(y0, h)])
+            np.testing.assert_allclose(lb.to_photo(lb.to_input(box)), box, rtol=1e-9, atol=1e-9)
+        # The photo's corners land on the content rectangle's corners.
+        np.testing.assert_allclose(lb.to_input([0, 0, w, h]), [l, t, r, b], atol=1e-9)
+
+
+def test_letterbox_input_is_standardised_content_and_zero_padding():
+    img = Image.fromarray(np.random.default_rng(1).integers(0, 256, (50, 200), dtype=np.uint8), "L")
+    x, lb = letterbox(img, 64)
+    l, t, r, b = lb.content
+    assert (l, r) == (0, 64) and b - t == 16
+    inner = x[t:b, l:r]
+    assert abs(inner.mean()) < 1e-4 and abs(inner.std() - 1) < 1e-3
+    assert not x[:t].any() and not x[b:].any()
+
+
+def test_grid_targets_decode_to_the_same_box():
+    cfg = FinderConfig(input_size=64)
+    boxes = np.array([[3.0, 40.5, 30.0, 52.0], [np.nan] * 4, [0.0, 0.0, 64.0, 64.0]], np.float32)
+    obj, mask, box = encode(boxes, cfg)
+    assert obj[1].sum() == 0 and mask[1].all() and not box[1, ..., 4].any()
+    assert obj[0].sum() == 1 and obj[2].sum() == 1
+    assert mask[0].sum() == cfg.grid ** 2 - 8  # the centre cell's neighbours are ignored
+    # An output that puts the targets in its cells, and a high logit where the centre is, decodes back.
+    out = np.concatenate([np.where(obj > 0, 9.0, -9.0)[..., None], box[..., :4]], axis=-1)
+    scores, decoded = decode(out, cfg)
+    np.testing.assert_allclose(decoded[[0, 2]], boxes[[0, 2]], atol=1e-4)
+    assert scores[0] > 0.99 and scores[1] < 0.01
+    # Each neighbour of the centre cell is taught the same box.
+    k, j = int((40.5 + 52) / 2 / STRIDE), int(16.5 / STRIDE)
+    assert box[0, k, j + 1, 4] == 1 and box[0, k, j + 1, 0] == pytest.approx(16.5 / STRIDE - j - 1)
+
+
+def test_threshold_keeps_false_positives_within_the_allowed_rate():
+    scores = np.array([0.9, 0.8, 0.7, 0.2, 0.6, 0.1, 0.05, 0.3])
+    positive = np.array([True, True, True, True, False, False, False, False])
+    thr = choose_threshold(scores, positive, 0.25)  # one of four negatives may pass
+    assert 0.3 < thr <= 0.6 and ((scores >= thr) & ~positive).sum() == 1
+    assert choose_threshold(scores, positive, 0.0) > 0.6
+
+
+def test_short_training_learns_and_the_finder_round_trips(trained, svhn_dir):
+    out, meta = trained
+    test = meta["test"]["one_pass"]
+    # Half the scenes have no number: a finder that learnt nothing is right on about half of them, and
+    # its boxes (the initial cell sizes, anywhere) overlap the numbers little.
+    assert test["has_number_accuracy"] >= 0.7, test
+    assert test["iou_mean"] > 0.25, test
+    assert (out / "finder.keras").is_file() and (out / "log.csv").read_text().startswith("step,")
+    assert not list(out.glob(".*.tmp*"))  # no temporary files left behind
+
+    finder = Finder(out)
+    assert finder.threshold == pytest.approx(meta["threshold"])
+    sources = load_sources([svhn_dir / "svhn" / "test"])
+    scenes = [make_scene(sources, 0, i, SMALL, stream="test") for i in range(6)]
+    found = finder.find([s.image.convert("RGB") for s in scenes])
+    again = Finder(out / "finder.json").find([s.image for s in scenes])
+    assert [f.score for f in found] == pytest.approx([f.score for f in again], abs=1e-5)
+    for s, f in zip(scenes, found):
+        assert 0.0 <= f.score <= 1.0
+        if f.box is not None:
+            l, t, r, b = f.box
+            assert 0 <= l < r <= s.image.width and 0 <= t < b <= s.image.height
+
+
+def test_find_boxes_follow_exif_orientation(trained):
+    out, _ = trained
+    finder = Finder(out)
+    img = Image.new("L", (160, 90), 128)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated 90 degrees: the upright photo is 90 x 160
+    import io
+
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", exif=exif.tobytes())
+    rotated = Image.open(buf)
+    f = finder.find([rotated], refine=False)[0]
+    if f.box is not None:
+        assert f.box[2] <= 90 and f.box[3] <= 160
+
+
+def test_a_wrong_or_missing_finder_is_a_one_line_error(tmp_path, trained):
+    with pytest.raises(HousenumError, match="no finder"):
+        Finder(tmp_path)
+    (tmp_path / "finder.keras").write_bytes(b"not a model")
+    (tmp_path / "finder.json").write_text(json.dumps({"kind": "housenum-reader"}))
+    with pytest.raises(HousenumError, match="expected kind") as exc:
+        Finder(tmp_path)
+    assert "\n" not in str(exc.value)
+    out, _ = trained
+    (tmp_path / "finder.json").write_text((out / "finder.json").read_text())
+    with pytest.raises(HousenumError, match="cannot load finder"):
+        Finder(tmp_path)
+
+
+def test_command_without_data_says_what_it_expected(tmp_path):
+    with pytest.raises(DataError, match="svhn/train"):
+        main(["--data-dir", str(tmp_path), "--steps", "1"])
