@@ -37,7 +37,7 @@ from PIL import Image, ImageOps
 
 from housenum.atomic import atomic_path, write_json, write_text
 from housenum.errors import DataError, HousenumError
-from housenum.preprocess import standardize
+from housenum.photo import standardize
 from housenum.scenes import SceneConfig, Source, load_sources, make_scene
 
 FORMAT = "housenum-finder-1"  # finder.json's kind: a file of any other kind is refused with one line
