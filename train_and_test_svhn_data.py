@@ -66,6 +66,8 @@ def build_parser(base: RunConfig) -> argparse.ArgumentParser:
     g.add_argument("--convs-per-block", type=int, default=m.convs_per_block, help="conv layers before each pool")
     g.add_argument("--augment", type=float, default=m.augment,
                    help="training-only random shift, fraction of the side (0: off)")
+    g.add_argument("--augment-zoom", type=float, default=m.augment_zoom,
+                   help="training-only random zoom in or out, fraction of the side (0: off)")
     g = p.add_argument_group("training")
     cli.add_schedule_flags(g, t, t.steps)
     g.add_argument("--staircase", action=argparse.BooleanOptionalAction, default=t.staircase,
@@ -86,6 +88,7 @@ def config_from_args(args, data_config: DataConfig) -> RunConfig:
         base.model, image_size=data_config.image_size, conv_depths=args.conv_depths, patch=args.patch,
         lrn_alpha=args.lrn_alpha, lrn_beta=args.lrn_beta, fc_units=args.fc_units, keep_prob=args.keep_prob,
         batch_norm=args.batch_norm, convs_per_block=args.convs_per_block, augment=args.augment,
+        augment_zoom=args.augment_zoom,
     )
     train = dataclasses.replace(cli.schedule_from_args(args, base.train), staircase=args.staircase,
                                 optimizer=args.optimizer, checkpoint_every=args.checkpoint_every)

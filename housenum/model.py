@@ -51,6 +51,9 @@ def build_model(cfg: ModelConfig, name: str = "house_number_reader") -> keras.Mo
         # training only (Keras random layers pass inputs through when training=False); the seed
         # generator's state is a model variable, so resumed runs draw the same shifts
         x = keras.layers.RandomTranslation(cfg.augment, cfg.augment, fill_mode="nearest", name="shift")(x)
+    if cfg.augment_zoom:
+        # one factor for both axes: the number keeps its aspect ratio, only its framing changes
+        x = keras.layers.RandomZoom((-cfg.augment_zoom, cfg.augment_zoom), fill_mode="nearest", name="zoom")(x)
     for i, depth in enumerate(cfg.conv_depths, start=1):
         for j in range(cfg.convs_per_block):
             suffix = f"{i}" if cfg.convs_per_block == 1 else f"{i}_{j + 1}"
