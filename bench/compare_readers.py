@@ -154,38 +154,35 @@ def default_model(results_dir: Path | str) -> Path:
 
 
 @functools.lru_cache(maxsize=None)
-def _reader(model_path: str):
-    from housenum.predict import Reader
+def _reader(model_path: str, finder_path: str | None):
+    from housenum.finder import Finder
+    from housenum.predict import PhotoReader, Reader
 
-    return Reader(model_path)
-
-
-def read_ours(model_path: Path | str, images: list[Image.Image]) -> list[str]:
-    """This project's readings of whole PIL images: THE adapter between this bench and our reader (the
-    model is loaded on the first call and kept). A None reading ("no number found") counts as a miss."""
-    from housenum.photo import image_to_input
-
-    reader = _reader(str(model_path))
-    arrays = np.stack([image_to_input(im, None, reader.image_size) for im in images])
-    texts, _ = reader.read_arrays(arrays)
-    return texts
+    return PhotoReader(Reader(model_path), Finder(finder_path) if finder_path else None)
 
 
-def ours(model: Path | str | None, results_dir: Path | str) -> Engine:
+def read_ours(model_path: Path | str, images: list[Image.Image], finder_path: Path | str | None = None) -> list[str | None]:
+    """This project's readings of whole PIL images, as predict_real_images.py reads photo files (finder,
+    reader, abstain rule): THE adapter between this bench and our reader (models are loaded on the first
+    call and kept). None is "no number found", a miss unless there is no number."""
+    reader = _reader(str(model_path), None if finder_path is None else str(finder_path))
+    return [r.text for r in reader.read_images([im.convert("L") for im in images])]
+
+
+def ours(model: Path | str | None, results_dir: Path | str, finder: Path | str | None = None) -> Engine:
     def load():
-        if model is None:
-            try:
-                path = default_model(results_dir)
-            except HousenumError as exc:
-                raise Skipped(f"ours: {exc}") from None
-        else:
-            path = Path(model)
-        reader = _reader(str(path))
+        from housenum.predict import find_finder
+
+        try:
+            path = Path(model) if model is not None else default_model(results_dir)
+        except HousenumError as exc:
+            raise Skipped(f"ours: {exc}") from None
+        finder_path = finder if finder is not None else find_finder(results_dir)
+        reader = _reader(str(path), None if finder_path is None else str(finder_path))
         import tensorflow as tf
 
-        trained_on = reader.meta.get("metrics", {}).get("data")
-        version = f"model {reader.path} (trained on: {trained_on}); TensorFlow {tf.__version__}"
-        return (lambda im: read_ours(reader.path, [im])[0]), version
+        version = f"{reader.describe()}; TensorFlow {tf.__version__}"
+        return (lambda im: read_ours(path, [im], finder_path)[0]), version
 
     return Engine("ours", load)
 
@@ -257,9 +254,9 @@ def rapidocr(full: bool) -> Engine:
 ENGINE_NAMES = ("ours", "tesseract-psm7", "tesseract-psm8", "rapidocr-rec", "rapidocr-full")
 
 
-def make_engines(names: Sequence[str], model, results_dir) -> list[Engine]:
+def make_engines(names: Sequence[str], model, results_dir, finder=None) -> list[Engine]:
     table = {
-        "ours": lambda: ours(model, results_dir),
+        "ours": lambda: ours(model, results_dir, finder),
         "tesseract-psm7": lambda: tesseract(7),
         "tesseract-psm8": lambda: tesseract(8),
         "rapidocr-rec": lambda: rapidocr(False),
@@ -367,7 +364,9 @@ def parse_args(argv=None):
     p.add_argument("--data-dir", default=None,
                    help="where to unpack the mirror's SVHN archives (default: a temporary folder); a folder "
                         "of its own: they replace any SVHN data unpacked there")
-    p.add_argument("--model", default=None, help="our run folder or model.keras (default: newest under --results-dir)")
+    p.add_argument("--model", default=None,
+                   help="our reader: run folder or model.keras (default: as predict_real_images.py chooses)")
+    p.add_argument("--finder", default=None, help="our finder folder (default: as predict_real_images.py chooses)")
     p.add_argument("--results-dir", default="results", help="where to look for the newest model")
     p.add_argument("--engines", default=",".join(ENGINE_NAMES), help="comma-separated engines to run")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the figures and readings here")
@@ -377,7 +376,8 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    engines = make_engines([n.strip() for n in args.engines.split(",") if n.strip()], args.model, args.results_dir)
+    engines = make_engines([n.strip() for n in args.engines.split(",") if n.strip()], args.model, args.results_dir,
+                           args.finder)
     with tempfile.TemporaryDirectory() as tmp:
         photos = real_photos(unpack_mirror(args.mirror, args.data_dir or tmp))
     if not photos:

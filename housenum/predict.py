@@ -1,8 +1,18 @@
-"""Step 5: read house numbers from a user's own photos with a trained number-reading model.
+"""Step 5: read house numbers from a user's own photos, whole: find the number, read it, or say there is none.
 
-A photo is prepared by `housenum.photo.image_to_input`, the function training used for its crops, and
-read through `housenum.inference`, the code that scored the model during training. Only models of the
-number-reading task are taken: a letters model (the notMNIST baseline) has no length and digit heads.
+For each photo, of any size (a phone JPEG is decoded at a fraction of its size, Pillow's draft mode):
+1. the finder (`housenum.finder`) looks at the whole photo and gives the chance that it shows a house
+   number and the union box of its digits;
+2. no number found: the answer is "no number found". Otherwise the box, grown by the training crops'
+   margin, is cut out and prepared by `housenum.photo.image_to_input`, the function training used for
+   its crops, and read through `housenum.inference`, the code that scored the model during training;
+   the whole photo is read too (a photo already framed like a training crop), and the more confident
+   reading is kept;
+3. a reading less confident than the model's abstain threshold (chosen on validation data for 98 %
+   accuracy, in model.json) is answered "no number found" too: never a guess.
+
+Only models of the number-reading task are taken: a letters model (the notMNIST baseline) has no length
+and digit heads. Without a finder, the whole photo is read as a crop (frame the number as training crops).
 """
 
 from __future__ import annotations
@@ -21,14 +31,24 @@ from housenum.errors import HousenumError
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 NUMBER_TASK = "sequence"  # ModelConfig.task of a number reader (length + digit heads)
 SHOW_MAX_SIDE = 1600  # --show draws on a copy no larger than this: a 12-megapixel PNG would be ~36 MB
+READ_SIDE = 480  # photos are decoded to about this long side: a number a tenth as wide is ~48 px for a 32 px crop
+SHIPPED = Path(__file__).resolve().parents[1] / "models"  # the reader and finder that ship with the project
+
+
+NO_NUMBER = "no number found"
 
 
 @dataclass
 class Reading:
     path: str
-    text: str | None = None  # the number read ("" when the model reads no digits)
+    text: str | None = None  # the number read; None: no number found (or an error)
     confidence: float = 0.0  # probability the model gives to the whole reading
+    box: tuple[int, int, int, int] | None = None  # where the number is, in the photo's upright pixels
+    found: float | None = None  # the finder's chance that the photo shows a number (None: no finder)
     error: str | None = None  # why this file could not be read
+
+    def answer(self) -> str:
+        return self.text if self.text else NO_NUMBER
 
 
 def model_meta(path: Path) -> dict:
@@ -50,7 +70,8 @@ def model_meta(path: Path) -> dict:
 
 
 def find_model(results_dir: Path | str = "results") -> Path:
-    """The newest number-reading model.keras under results_dir (any depth); letters models are passed over."""
+    """The newest number-reading model.keras under results_dir (any depth; letters models are passed
+    over), else the reader shipped with the project."""
     results_dir = Path(results_dir)
     found = sorted(results_dir.glob("**/model.keras"), key=lambda p: p.stat().st_mtime) if results_dir.is_dir() else []
     for path in reversed(found):
@@ -59,6 +80,8 @@ def find_model(results_dir: Path | str = "results") -> Path:
         except HousenumError:
             continue
         return path
+    if (SHIPPED / "reader" / "model.keras").is_file():
+        return SHIPPED / "reader" / "model.keras"
     raise HousenumError(
         f"no trained house-number model in {results_dir}/: train one with `python train_and_test_svhn_data.py` "
         f"(or pass --model PATH)"
@@ -104,6 +127,59 @@ class Reader:
         self.read_arrays(np.zeros((1, self.image_size, self.image_size, 1), np.float32))
 
 
+def find_finder(results_dir: Path | str = "results") -> Path | None:
+    """The newest finder under results_dir (any depth), else the one shipped with the project, else None."""
+    results_dir = Path(results_dir)
+    found = sorted(results_dir.glob("**/finder.json"), key=lambda p: p.stat().st_mtime) if results_dir.is_dir() else []
+    if found:
+        return found[-1].parent
+    shipped = SHIPPED / "finder"
+    return shipped if (shipped / "finder.json").is_file() else None
+
+
+class PhotoReader:
+    """Whole photos in, readings out: the finder, then the reader on the found box, then the abstain rule."""
+
+    def __init__(self, reader: Reader, finder=None):
+        self.reader, self.finder = reader, finder
+        self.threshold = float(reader.meta.get("abstain_threshold") or 0.0)
+
+    def describe(self) -> str:
+        finder = f"finder {self.finder.path}" if self.finder else "no finder: whole photos are read as crops"
+        return f"{self.reader.describe()}; {finder}; abstains below confidence {self.threshold:.3f}"
+
+    def read_images(self, photos: Sequence[Image.Image]) -> list[Reading]:
+        """Readings of upright photos (any mode); boxes in the photos' own pixels."""
+        from housenum.photo import image_to_input, union_box
+
+        size, margin = self.reader.image_size, self.reader.config.data.margin
+        found = self.finder.find(photos) if self.finder else [None] * len(photos)
+        arrays, owner, crops = [], [], []
+        for i, (im, f) in enumerate(zip(photos, found)):
+            if f is not None and f.box is None:
+                continue  # the finder says there is no number: nothing to read
+            arrays.append(image_to_input(im, None, size))  # the photo as its own crop
+            owner.append(i)
+            crops.append(None)
+            if f is not None:
+                l, t, r, b = f.box
+                crop = union_box(np.array([[0, l, t, r - l, b - t]], float), im.width, im.height, margin)
+                arrays.append(image_to_input(im, crop, size))
+                owner.append(i)
+                crops.append(f.box)
+        readings = [Reading("", found=None if f is None else f.score) for f in found]
+        if arrays:
+            texts, conf = self.reader.read_arrays(np.stack(arrays))
+            for i, text, c, box in zip(owner, texts, conf, crops):
+                r = readings[i]
+                if c > r.confidence:
+                    r.text, r.confidence, r.box = text, float(c), box
+        for r in readings:
+            if r.confidence < self.threshold or not r.text:
+                r.text = None  # below the threshold the answer is "no number found", never a guess
+        return readings
+
+
 def collect_paths(inputs: Sequence[str]) -> tuple[list[Path], list[str]]:
     """Files as given, folders expanded to their image files (sorted, not recursive), and a warning for
     each folder that holds no images. Missing paths are kept so that they are reported, in order."""
@@ -132,37 +208,43 @@ def check_path(path: Path) -> str | None:
     return None
 
 
-def load_photo(path: Path, image_size: int) -> np.ndarray:
-    """One photo as network input, or HousenumError saying why not."""
-    from housenum.photo import image_to_input
+def load_photo(path: Path) -> tuple[Image.Image, float]:
+    """One photo, upright, decoded no larger than the finder and the reader need (see
+    `housenum.finder.open_photo`), and the factor from its pixels to the file's; HousenumError saying why not."""
+    from housenum.finder import open_photo
 
     problem = check_path(path)
     if problem:
         raise HousenumError(problem)
     try:
-        with Image.open(path) as im:
-            im.load()
-            return image_to_input(im, None, image_size)
+        return open_photo(path, READ_SIDE)
     except UnidentifiedImageError:
         raise HousenumError("not an image Pillow can read") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise HousenumError(f"corrupt image ({' '.join(str(exc).split())})") from None
 
 
-def read_photos(reader: Reader, paths: Iterable[Path], batch: int = 64) -> list[Reading]:
+def read_photos(photo_reader: PhotoReader, paths: Iterable[Path], batch: int = 64) -> list[Reading]:
+    """Readings of photo files, `batch` at a time; a file that cannot be read gets its error instead.
+    Boxes are in the files' own (upright) pixels."""
     paths = list(paths)
     readings = [Reading(str(p)) for p in paths]
-    ok, arrays = [], []
-    for i, p in enumerate(paths):
-        try:
-            arrays.append(load_photo(p, reader.image_size))
+    for start in range(0, len(paths), batch):
+        ok, photos, scales = [], [], []
+        for i in range(start, min(start + batch, len(paths))):
+            try:
+                im, scale = load_photo(paths[i])
+            except HousenumError as exc:
+                readings[i].error = str(exc)
+                continue
             ok.append(i)
-        except HousenumError as exc:
-            readings[i].error = str(exc)
-    if ok:
-        texts, conf = reader.read_arrays(np.stack(arrays), batch)
-        for i, text, c in zip(ok, texts, conf):
-            readings[i].text, readings[i].confidence = text, float(c)
+            photos.append(im)
+            scales.append(scale)
+        for i, r, scale in zip(ok, photo_reader.read_images(photos), scales):
+            r.path = str(paths[i])
+            if r.box is not None:
+                r.box = tuple(int(round(v * scale)) for v in r.box)
+            readings[i] = r
     return readings
 
 
@@ -173,6 +255,7 @@ def draw_reading(path: Path, reading: Reading, out_dir: Path, index: int) -> Pat
     from housenum.atomic import atomic_path
 
     with Image.open(path) as im:
+        full_width = im.height if _turned(im) else im.width  # the width the box's pixels refer to
         im.draft("RGB", (SHOW_MAX_SIDE, SHOW_MAX_SIDE))  # JPEGs decode at a fraction of full size
         im = ImageOps.exif_transpose(im).convert("RGB")
     if max(im.size) > SHOW_MAX_SIDE:
@@ -180,16 +263,28 @@ def draw_reading(path: Path, reading: Reading, out_dir: Path, index: int) -> Pat
     scale = max(1.0, 256 / max(im.size))  # tiny crops are enlarged so the text fits
     if scale > 1:
         im = im.resize((round(im.width * scale), round(im.height * scale)), Image.NEAREST)
+    if reading.box is not None:  # the box is in the file's pixels; this copy may be smaller or larger
+        k = im.width / full_width
+        l, t, r, b = (v * k for v in reading.box)
+        ImageDraw.Draw(im).rectangle((l, t, r, b), outline="yellow", width=max(2, im.width // 200))
     band = max(24, im.width // 10)
     canvas = Image.new("RGB", (im.width, im.height + band), "black")
     canvas.paste(im, (0, band))
     font = _font(int(band * 0.75))
-    label = f"{reading.text or '(none)'}  {reading.confidence:.0%}"
+    label = f"{reading.answer()}  {reading.confidence:.0%}" if reading.text else NO_NUMBER
     ImageDraw.Draw(canvas).text((4, band * 0.1), label, fill="yellow", font=font)
     out = out_dir / f"{index:04d}_{path.stem}_read.png"
     with atomic_path(out, suffix=".png") as tmp:
         canvas.save(tmp)
     return out
+
+
+def _turned(im: Image.Image) -> bool:
+    """Whether the photo's EXIF orientation swaps its width and height."""
+    from housenum.photo import orientation
+
+    return orientation(im) in (Image.Transpose.TRANSPOSE, Image.Transpose.TRANSVERSE, Image.Transpose.ROTATE_90,
+                               Image.Transpose.ROTATE_270)
 
 
 def _font(size: int):

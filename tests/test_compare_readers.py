@@ -131,7 +131,7 @@ def test_table_has_one_row_per_engine_then_the_skipped():
 
 def test_ours_reads_as_the_prediction_script_does(tiny_model, tmp_path):
     """The adapter reads PIL images exactly as predict_real_images.py reads the same photos from files."""
-    from housenum.predict import Reader, read_photos
+    from housenum.predict import PhotoReader, Reader, read_photos
 
     rng = np.random.default_rng(0)
     images = [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
@@ -141,9 +141,9 @@ def test_ours_reads_as_the_prediction_script_does(tiny_model, tmp_path):
         paths.append(tmp_path / f"{i}.png")
         im.save(paths[-1])
     got = cr.read_ours(tiny_model, images)
-    assert got == [r.text for r in read_photos(Reader(tiny_model), paths)]
-    assert all(t.isdigit() or t == "" for t in got)
-    assert cr._reader(str(tiny_model)) is cr._reader(str(tiny_model))  # loaded once, outside the timing
+    assert got == [r.text for r in read_photos(PhotoReader(Reader(tiny_model)), paths)]
+    assert all(t is None or t.isdigit() for t in got)
+    assert cr._reader(str(tiny_model), None) is cr._reader(str(tiny_model), None)  # loaded once, outside the timing
 
 
 def test_main_prints_the_table_and_writes_json(tiny_model, unpacked, mirror_dir, tmp_path, capsys, monkeypatch):
