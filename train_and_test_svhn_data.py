@@ -54,6 +54,10 @@ def build_parser(base: RunConfig) -> argparse.ArgumentParser:
     g.add_argument("--results-dir", default="results", help="runs go to <results-dir>/<run-name>/")
     g.add_argument("--run-name", default=None, help="run folder name (default: the preset's name)")
     g.add_argument("--fresh", action="store_true", help="delete the run folder and start over instead of resuming")
+    g.add_argument("--whole-photos", type=int, default=1000,
+                   help="also score this many uncropped test photos through the finder (0: off)")
+    g.add_argument("--finder", default=None,
+                   help="finder for --whole-photos (default: the newest under --results-dir, else the shipped one)")
     g = p.add_argument_group("network")
     g.add_argument("--conv-depths", type=int_list, default=m.conv_depths, help="conv layer depths, e.g. 16,32,64")
     g.add_argument("--patch", type=int, default=m.patch, help="conv kernel size")
@@ -122,6 +126,26 @@ def format_report(result: dict) -> str:
     return "\n".join(lines)
 
 
+def score_whole_photos(args, data, run_dir: Path, result: dict) -> None:
+    """The test split's uncropped photos read as a user's photos are (finder, reader, abstain rule),
+    printed and added to metrics.json under "whole_photos"."""
+    from housenum.atomic import write_json
+    from housenum.finder import Finder
+    from housenum.photo_eval import format_whole, whole_photo_metrics
+    from housenum.predict import PhotoReader, Reader, find_finder
+
+    test_dir = Path(data.source) / "test"
+    finder_path = Path(args.finder) if args.finder else find_finder(args.results_dir)
+    if finder_path is None or not (test_dir / "digitStruct.mat").is_file():
+        print(f"whole photos not scored: {'no finder (python -m housenum.finder)' if finder_path is None else f'no test photos in {test_dir}'}")
+        return
+    photo_reader = PhotoReader(Reader(run_dir), Finder(finder_path))
+    result["whole_photos"] = {**whole_photo_metrics(photo_reader, test_dir, args.whole_photos, seed=args.seed),
+                              "finder": str(finder_path)}
+    print("\n".join(format_whole(result["whole_photos"])))
+    write_json(run_dir / "metrics.json", result)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if not Path(args.data).is_file():  # before TensorFlow's start-up, which takes seconds
@@ -144,6 +168,8 @@ def main(argv=None) -> int:
     except RunFolderError as exc:
         raise HousenumError(f"{exc}; use another --run-name, or --fresh to start over") from None
     print(format_report(result))
+    if args.whole_photos > 0 and result["test"]:
+        score_whole_photos(args, data, run_dir, result)
     print(f"wrote {run_dir / 'metrics.json'}, {run_dir / 'model.keras'} (the model of step "
           f"{result['exported_step']:,}; best validation accuracy was at step {result['best_valid_step']:,})")
     return 0

@@ -38,6 +38,7 @@ class Data:
     test: tuple[np.ndarray, np.ndarray]
     description: str = ""
     config: DataConfig = dataclasses.field(default_factory=DataConfig)
+    source: str = ""  # the SVHN-format folder the rows were cut from (its test/ holds the whole test photos)
 
     @property
     def image_size(self) -> int:
@@ -99,4 +100,5 @@ def load_svhn(path: Path | str, check_sources: bool = True) -> Data:
                         f"run preprocess_svhn.py again")
     desc = (f"{summary.get('data', 'SVHN')} from {summary['source']} "
             f"({', '.join(f'{s} {len(v[0]):,}' for s, v in parts.items())} rows)")
-    return Data(parts["train"], parts["valid"], parts["test"], description=desc, config=cfg)
+    return Data(parts["train"], parts["valid"], parts["test"], description=desc, config=cfg,
+                source=summary.get("source", ""))
