@@ -14,23 +14,34 @@
      (AB BA AB ...), so that load from other jobs on a shared machine falls on both alike.
    Best of --repeat timed runs of --steps steps each; wall-clock images/s plus CPU ms per image (all
    threads of the process), which other jobs distort less than wall-clock time.
-2. Prediction, ms per photo after the model is loaded: the seed network (untrained) exported as training
+   The % fp32 peak column: images/s x the network's training FLOPs per image (conv + dense layers,
+   forward + backward: 27.6 M for the seed network) over the CPU's theoretical fp32 peak, cores x GHz x
+   FLOPs/cycle from the CPU flags (see `cpu_peak`; --ghz and --flops-per-cycle override).
+2. A real run (--part run): `train_and_test_svhn_data.py` as a user runs it, on --run-images synthetic
+   SVHN-format photos made and preprocessed by steps 1 and 2 (`download_and_extract.py --synthetic`,
+   `preprocess_svhn.py --valid-size 0.1`), --run-steps steps with the preset's evaluation and checkpoint
+   intervals: the wall time of the whole command and the training images/s from its log.csv. With
+   --compare-repo DIR the same command from another checkout (an older commit) alternates with ours.
+3. Prediction, ms per photo after the model is loaded: the seed network (untrained) exported as training
    exports it, loaded with `housenum.predict.Reader`, reading --photos JPEGs of random sizes between
    100x50 and 1600x1200 plus the real SVHN PNGs of the mirror's matlab/ folder: `read_photos` on all of
    them (batched, end-to-end: decode + preprocessing + model), the split between loading/preprocessing
    (`load_photo`) and the model (`Reader.read_arrays`), and one photo at a time (a batch of 1).
 
-Prints figures only; asserts nothing about speed. The default run takes about 2-3 minutes on 2 cores.
+Prints figures only; asserts nothing about speed. The default run takes about 4-5 minutes on 2 cores.
 
-  .venv/bin/python bench/bench_train.py                                # both parts, seed network
+  .venv/bin/python bench/bench_train.py                                # all three parts, seed network
   .venv/bin/python bench/bench_train.py --part train --steps 500 --repeat 5
   .venv/bin/python bench/bench_train.py --part train --preset improved # ours only (TF1 mirrors the seed net)
   .venv/bin/python bench/bench_train.py --part predict --photos 128
+  .venv/bin/python bench/bench_train.py --part run --run-steps 2000 --run-data /tmp/synth3000
+  git worktree add /tmp/before HEAD~5 && .venv/bin/python bench/bench_train.py --part run --compare-repo /tmp/before
   .venv/bin/python bench/bench_train.py --threads 1                    # one intra-op thread in both
 """
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import os
@@ -74,6 +85,71 @@ def machine_lines() -> list[str]:
         f"machine: {cpu}, nproc {os.cpu_count()}, {platform.machine()}, Python {platform.python_version()}",
         f"load average (1, 5, 15 min) at start: {load}",
     ]
+
+
+def cpu_peak(cores: int | None = None, ghz: float | None = None, per_cycle: int | None = None) -> tuple[float, str]:
+    """(fp32 FLOP/s, how it was reckoned): cores x GHz x fp32 FLOPs per cycle per core, the usual
+    theoretical peak (every cycle a fused multiply-add on every lane of every FMA unit; no turbo).
+
+    FLOPs per cycle per core from the /proc/cpuinfo flags, 2 FLOPs per FMA lane:
+      avx512f, Intel: two 512-bit FMA units -> 2 x 16 lanes x 2 = 64 (Xeon Gold/Platinum; Silver/Bronze
+                      have one unit, 32: pass --flops-per-cycle 32 there)
+      avx512f, AMD (Zen 4): 512-bit FMAs on two 256-bit FMA pipes -> 2 x 8 x 2 = 32
+      avx2 + fma: two 256-bit FMA units -> 32;   avx: 8-lane add + mul -> 16;   otherwise 8 (SSE)
+    GHz: the first "cpu MHz" in /proc/cpuinfo (the base clock under a hypervisor; turbo not counted)."""
+    info = ""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        pass
+    flags, vendor, mhz = set(), "", None
+    for line in info.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "flags" and not flags:
+            flags = set(value.split())
+        elif key == "vendor_id" and not vendor:
+            vendor = value.strip()
+        elif key == "cpu MHz" and mhz is None:
+            mhz = float(value)
+    notes = []
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if ghz is None:
+        ghz = (mhz or 0.0) / 1000
+        notes.append("GHz from /proc/cpuinfo")
+    if not ghz:
+        return 0.0, "unknown clock (pass --ghz)"
+    if per_cycle is None:
+        if "avx512f" in flags:
+            per_cycle, why = (32, "avx512f on AMD: two 256-bit FMA pipes") if "AMD" in vendor else \
+                (64, "avx512f on Intel: two 512-bit FMA units")
+        elif {"avx2", "fma"} <= flags:
+            per_cycle, why = 32, "avx2+fma: two 256-bit FMA units"
+        elif "avx" in flags:
+            per_cycle, why = 16, "avx, no FMA"
+        else:
+            per_cycle, why = 8, "SSE"
+        notes.append(why)
+    peak = cores * ghz * 1e9 * per_cycle
+    return peak, (f"{cores} cores x {ghz:.2f} GHz x {per_cycle} fp32 FLOPs/cycle = {peak / 1e9:.0f} GFLOP/s"
+                  + (f" ({'; '.join(notes)})" if notes else ""))
+
+
+def flops_per_image(model) -> float:
+    """Training FLOPs per image of the conv and dense layers: 2 per multiply-add, times 3 for forward,
+    input gradient and weight gradient (the usual estimate; LRN, pooling, activations and the optimiser
+    are left out, and the first layer's unneeded input gradient is counted). The seed network: 27.6 M."""
+    macs = 0
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind == "Conv2D":
+            kh, kw, cin, cout = layer.kernel.shape
+            _, h, w, _ = layer.output.shape
+            macs += h * w * kh * kw * cin * cout
+        elif kind == "Dense":
+            macs += layer.kernel.shape[0] * layer.kernel.shape[1]
+    return 6.0 * macs
 
 
 def load_now() -> str:
@@ -137,6 +213,7 @@ class Ours:
         l2 = cfg.train.l2 * tf.add_n([tf.nn.l2_loss(w) for w in kernel_weights(model)])
         self.initial_loss = float(tf.reduce_mean(per_example_loss(out, tf.constant(labels[:batch]))) + l2)
         self.params = count_params(model)
+        self.flops = flops_per_image(model)
         self.trainer = trainer
         self.chunk_fn = trainer._make_train_fn()
         self.chunk = min(FIT_CHUNK, cfg.train.eval_every)
@@ -160,7 +237,7 @@ class Ours:
             return time.perf_counter() - t0, time.process_time() - c0, loss
 
     def close(self) -> None:
-        self.iterator = None  # a live from_generator iterator can stall interpreter exit
+        self.iterator = None  # a live tf.data iterator with a Python function inside can stall interpreter exit
 
 
 # ------------------------------------------------------------------------------------------ TF1-style
@@ -360,15 +437,17 @@ def train_part(args) -> None:
                 runs[impl.name].append(impl.run(args.steps, f"{impl.short} run {r + 1}/{args.repeat}"))
                 loads[impl.name].append(os.getloadavg()[0])
         images_timed = args.steps * args.batch_size
-        print(f"\n{'implementation':<32} {'images/s':>9} {'ms/step':>8} {'CPU ms/img':>11} {'all runs img/s':>22} "
-              f"{'warm-up s':>9} {'load':>5}")
+        peak, peak_text = cpu_peak(ghz=args.ghz, per_cycle=args.flops_per_cycle)
+        print(f"\n{'implementation':<32} {'images/s':>9} {'ms/step':>8} {'CPU ms/img':>11} {'% fp32 peak':>11} "
+              f"{'all runs img/s':>22} {'warm-up s':>9} {'load':>5}")
         best_ips, best_cpu = {}, {}
         for impl in impls:
             ips = [images_timed / wall for wall, _, _ in runs[impl.name]]
             best_ips[impl.name] = max(ips)
             best_cpu[impl.name] = min(cpu for _, cpu, _ in runs[impl.name]) / images_timed
+            share = f"{100 * max(ips) * ours.flops / peak:.1f}" if peak else "?"
             print(f"{impl.name:<32} {max(ips):>9.0f} {1000 * images_timed / max(ips) / args.steps:>8.2f} "
-                  f"{1000 * best_cpu[impl.name]:>11.3f} {' '.join(f'{v:.0f}' for v in ips):>22} "
+                  f"{1000 * best_cpu[impl.name]:>11.3f} {share:>11} {' '.join(f'{v:.0f}' for v in ips):>22} "
                   f"{warmup_s[impl.name]:>9.1f} {np.mean(loads[impl.name]):>5.2f}")
         if len(impls) == 2:
             a, b = (impl.name for impl in impls)
@@ -387,9 +466,86 @@ def train_part(args) -> None:
                      "graph building and warm-up not timed. The two alternate run by run.")
         print(note + " CPU ms/img counts all threads of the process; load = 1-minute load average after each "
               "implementation's runs, averaged (2 = both cores busy).")
+        print(f"% fp32 peak: images/s x {ours.flops / 1e6:.1f} MFLOP per image (conv + dense, forward + backward) "
+              f"over the CPU's fp32 peak, {peak_text}.")
     finally:
         for impl in impls:
             impl.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------- real run
+def synthetic_h5(folder: Path, count: int, seed: int, progress: bool) -> Path:
+    """Synthetic SVHN-format photos, preprocessed as a user would (steps 1 and 2); reused when present."""
+    h5 = folder / "svhn_32x32.h5"
+    if h5.exists():
+        return h5
+    quiet = [] if progress else ["--no-progress"]
+    for cmd in (["download_and_extract.py", "--synthetic", str(count), "--datasets", "svhn", "--data-dir",
+                 str(folder), "--seed", str(seed)],
+                ["preprocess_svhn.py", "--data-dir", str(folder), "--results-dir", str(folder / "r"),
+                 "--valid-size", "0.1"]):
+        done = subprocess.run([sys.executable, str(REPO / cmd[0]), *cmd[1:], *quiet], capture_output=True, text=True)
+        if done.returncode:
+            raise HousenumError(f"{cmd[0]} failed (exit {done.returncode}): {done.stderr.strip()[-500:]}")
+    return h5
+
+
+def real_run_part(args) -> None:
+    """`train_and_test_svhn_data.py` as a user runs it, on synthetic data, evaluation and checkpoints
+    included; with --compare-repo, the same command from another checkout, alternating run by run."""
+    cfg = preset(args.preset)
+    batch = cfg.train.batch_size
+    work = Path(tempfile.mkdtemp(prefix="bench-run-"))
+    data_dir = Path(args.run_data) if args.run_data else work / "data"
+    repos = [("this checkout", REPO)]
+    if args.compare_repo:
+        other = Path(args.compare_repo).resolve()
+        if not (other / "train_and_test_svhn_data.py").exists():
+            raise DataError(f"--compare-repo {other}: no train_and_test_svhn_data.py there")
+        repos.append((f"--compare-repo {other.name}", other))
+    try:
+        t0 = time.perf_counter()
+        h5 = synthetic_h5(data_dir, args.run_images, args.seed, not args.no_progress)
+        made = time.perf_counter() - t0
+        print(f"\n== real run: train_and_test_svhn_data.py --preset {args.preset} --steps {args.run_steps} on "
+              f"{args.run_images:,} synthetic photos ({h5}, {'reused' if made < 1 else f'made in {made:.0f} s'}; "
+              f"--valid-size 0.1), eval every {cfg.train.eval_every} and checkpoint every "
+              f"{cfg.train.checkpoint_every} steps (the defaults), x {args.run_repeat}; load before {load_now()}",
+              flush=True)
+        runs: dict[str, list] = {name: [] for name, _ in repos}
+        for r in range(args.run_repeat):
+            for name, repo in (repos if r % 2 == 0 else repos[::-1]):
+                run_dir = work / "runs" / f"{len(runs[name])}_{repo.name}"
+                cmd = [sys.executable, str(repo / "train_and_test_svhn_data.py"), "--preset", args.preset,
+                       "--data", str(h5), "--results-dir", str(run_dir.parent), "--run-name", run_dir.name,
+                       "--steps", str(args.run_steps), "--seed", str(args.seed), "--no-progress", "--fresh"]
+                t0 = time.perf_counter()
+                done = subprocess.run(cmd, cwd=repo, capture_output=True, text=True)
+                wall = time.perf_counter() - t0
+                if done.returncode:
+                    raise HousenumError(f"{' '.join(cmd)} failed (exit {done.returncode}): "
+                                        f"{done.stderr.strip()[-500:]}")
+                with (run_dir / "log.csv").open() as f:
+                    last = list(csv.DictReader(f))[-1]
+                runs[name].append((wall, float(last["elapsed_s"]), int(last["step"]), os.getloadavg()[0]))
+        peak, peak_text = cpu_peak(ghz=args.ghz, per_cycle=args.flops_per_cycle)
+        from housenum.model import build_model
+
+        flops = flops_per_image(build_model(cfg.model))
+        print(f"{'command from':<34} {'wall s':>7} {'end-to-end img/s':>16} {'training img/s':>14} "
+              f"{'% fp32 peak':>11} {'load':>5}")
+        for name, _ in repos:
+            for wall, elapsed, steps, load in runs[name]:
+                train_ips = steps * batch / elapsed
+                print(f"{name:<34} {wall:>7.1f} {steps * batch / wall:>16.0f} {train_ips:>14.0f} "
+                      f"{100 * train_ips * flops / peak if peak else float('nan'):>11.1f} {load:>5.2f}")
+        print("wall s = the whole command (Python and TensorFlow start-up, loading the data, tracing, training, "
+              "evaluation, checkpoints, the final test evaluation, plots and export); end-to-end img/s = training "
+              "images / wall s; training img/s = from log.csv (steps x batch / elapsed_s of the last row: the "
+              f"training loop with its evaluations and checkpoints). % fp32 peak: training img/s x "
+              f"{flops / 1e6:.1f} MFLOP per image over {peak_text}.")
+    finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -510,7 +666,9 @@ def _bar(total: int, desc: str, enabled: bool):
 # ------------------------------------------------------------------------------------------------ main
 def main(argv: Sequence[str] | None = None) -> int:
     parser = make_parser(__doc__)
-    parser.add_argument("--part", choices=("all", "train", "predict"), default="all", help="what to measure")
+    parser.add_argument("--part", choices=("all", "train", "run", "predict"), default="all",
+                        help="what to measure: train = ours vs TF1 step loop, run = train_and_test_svhn_data.py as a "
+                             "user runs it, predict = latency")
     parser.add_argument("--steps", type=int, default=300, help="timed training steps per run")
     parser.add_argument("--warmup", type=int, default=50, help="untimed steps first (tracing, caches, prefetch)")
     parser.add_argument("--batch-size", type=int, default=100, help="training batch (both implementations)")
@@ -525,12 +683,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--predict-batch", type=int, default=64, help="batch for batched prediction")
     parser.add_argument("--mirror", default=str(DEFAULT_MIRROR),
                         help="SVHN mirror folder; its matlab/*/[1-3].png are read too ('' for none)")
+    parser.add_argument("--run-steps", type=int, default=1000, help="steps of each real run (--part run)")
+    parser.add_argument("--run-images", type=int, default=3000, help="synthetic photos for the real run")
+    parser.add_argument("--run-repeat", type=int, default=2, help="real runs (of each checkout)")
+    parser.add_argument("--run-data", default="",
+                        help="folder for the real run's synthetic data, kept and reused (default: a temporary one)")
+    parser.add_argument("--compare-repo", default="",
+                        help="another checkout whose train_and_test_svhn_data.py runs alternately with ours, "
+                             "e.g. an older commit from `git worktree add /tmp/old <rev>` (--part run)")
+    parser.add_argument("--ghz", type=float, default=None, help="clock for the fp32 peak (default: /proc/cpuinfo)")
+    parser.add_argument("--flops-per-cycle", type=int, default=None,
+                        help="fp32 FLOPs per cycle per core for the peak (default: from the CPU flags)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--tf1-worker", metavar="SPEC", help=argparse_hidden())
     args = parser.parse_args(argv)
     if args.tf1_worker:
         return tf1_worker(args.tf1_worker)
-    for name in ("steps", "warmup", "batch_size", "repeat", "images", "predict_batch"):
+    for name in ("steps", "warmup", "batch_size", "repeat", "images", "predict_batch", "run_steps", "run_images",
+                 "run_repeat"):
         if getattr(args, name) < 1:
             raise DataError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
     for name in ("threads", "inter_threads", "photos"):
@@ -546,6 +716,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"TensorFlow {tf.__version__}, default tf.distribute strategy, CPU only")
     if args.part in ("all", "train"):
         train_part(args)
+    if args.part in ("all", "run"):
+        real_run_part(args)
     if args.part in ("all", "predict"):
         predict_part(args)
     print(f"\ntotal {time.perf_counter() - started:.0f} s; load average now "
