@@ -152,6 +152,12 @@ def flops_per_image(model) -> float:
     return 6.0 * macs
 
 
+def minor_faults() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def load_now() -> str:
     return f"{os.getloadavg()[0]:.2f}"
 
@@ -220,13 +226,13 @@ class Ours:
         dist = make_distributed_dataset(trainer.strategy, images, labels, batch, cfg.train.seed, 0, total_steps)
         self.iterator = iter(dist)
 
-    def run(self, steps: int, label: str) -> tuple[float, float, float]:
-        """(wall s, CPU s, last loss) of `steps` steps, called as fit calls them."""
+    def run(self, steps: int, label: str) -> tuple[float, float, float, int]:
+        """(wall s, CPU s, last loss, minor page faults) of `steps` steps, called as fit calls them."""
         from tqdm import tqdm
 
         loss = float("nan")
         with tqdm(total=steps, desc=label, unit="step", disable=not self.progress, leave=False) as bar:
-            t0, c0 = time.perf_counter(), time.process_time()
+            t0, c0, f0 = time.perf_counter(), time.process_time(), minor_faults()
             n = steps
             while n > 0:
                 k = min(self.chunk, n)
@@ -234,7 +240,7 @@ class Ours:
                 loss = float(self.chunk_fn(self.iterator, self.tf.constant(k)))
                 n -= k
                 bar.update(k)
-            return time.perf_counter() - t0, time.process_time() - c0, loss
+            return time.perf_counter() - t0, time.process_time() - c0, loss, minor_faults() - f0
 
     def close(self) -> None:
         self.iterator = None  # a live tf.data iterator with a Python function inside can stall interpreter exit
@@ -279,9 +285,9 @@ class TF1:
         status = self.proc.wait()
         raise HousenumError(f"the TF1-style subprocess stopped (exit status {status}); its output is above")
 
-    def run(self, steps: int, label: str) -> tuple[float, float, float]:
+    def run(self, steps: int, label: str) -> tuple[float, float, float, int]:
         r = self._send({"steps": steps, "label": label})
-        return r["wall"], r["cpu"], r["loss"]
+        return r["wall"], r["cpu"], r["loss"], r["faults"]
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -372,7 +378,7 @@ def tf1_worker(spec_path: str) -> int:
             ask = json.loads(line)
             value = float("nan")
             bar = _bar(ask["steps"], ask["label"], spec["progress"])
-            t0, c0 = time.perf_counter(), time.process_time()
+            t0, c0, f0 = time.perf_counter(), time.process_time(), minor_faults()
             for i in range(ask["steps"]):
                 offset = (step * batch) % (n - batch)  # the study-era batch walk
                 feed = {x: images[offset:offset + batch], y: labels[offset:offset + batch], keep_prob: 0.8}
@@ -380,9 +386,10 @@ def tf1_worker(spec_path: str) -> int:
                 step += 1
                 if i % 10 == 9:
                     bar.update(10)
-            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            wall, cpu, faults = time.perf_counter() - t0, time.process_time() - c0, minor_faults() - f0
             bar.close()
-            reply({"wall": wall, "cpu": cpu, "loss": float(value), "step": int(session.run(global_step))})
+            reply({"wall": wall, "cpu": cpu, "loss": float(value), "step": int(session.run(global_step)),
+                   "faults": faults})
     return 0
 
 
@@ -439,15 +446,17 @@ def train_part(args) -> None:
         images_timed = args.steps * args.batch_size
         peak, peak_text = cpu_peak(ghz=args.ghz, per_cycle=args.flops_per_cycle)
         print(f"\n{'implementation':<32} {'images/s':>9} {'ms/step':>8} {'CPU ms/img':>11} {'% fp32 peak':>11} "
-              f"{'all runs img/s':>22} {'warm-up s':>9} {'load':>5}")
+              f"{'faults/step':>11} {'all runs img/s':>22} {'warm-up s':>9} {'load':>5}")
         best_ips, best_cpu = {}, {}
         for impl in impls:
-            ips = [images_timed / wall for wall, _, _ in runs[impl.name]]
+            ips = [images_timed / wall for wall, _, _, _ in runs[impl.name]]
             best_ips[impl.name] = max(ips)
-            best_cpu[impl.name] = min(cpu for _, cpu, _ in runs[impl.name]) / images_timed
+            best_cpu[impl.name] = min(cpu for _, cpu, _, _ in runs[impl.name]) / images_timed
+            faults = np.median([f for _, _, _, f in runs[impl.name]]) / args.steps
             share = f"{100 * max(ips) * ours.flops / peak:.1f}" if peak else "?"
             print(f"{impl.name:<32} {max(ips):>9.0f} {1000 * images_timed / max(ips) / args.steps:>8.2f} "
-                  f"{1000 * best_cpu[impl.name]:>11.3f} {share:>11} {' '.join(f'{v:.0f}' for v in ips):>22} "
+                  f"{1000 * best_cpu[impl.name]:>11.3f} {share:>11} {faults:>11.0f} "
+                  f"{' '.join(f'{v:.0f}' for v in ips):>22} "
                   f"{warmup_s[impl.name]:>9.1f} {np.mean(loads[impl.name]):>5.2f}")
         if len(impls) == 2:
             a, b = (impl.name for impl in impls)
@@ -466,6 +475,8 @@ def train_part(args) -> None:
                      "graph building and warm-up not timed. The two alternate run by run.")
         print(note + " CPU ms/img counts all threads of the process; load = 1-minute load average after each "
               "implementation's runs, averaged (2 = both cores busy).")
+        print("faults/step: minor page faults of the process per step (median run); thousands per step mean the "
+              "allocator maps and unmaps the step's large buffers every step.")
         print(f"% fp32 peak: images/s x {ours.flops / 1e6:.1f} MFLOP per image (conv + dense, forward + backward) "
               f"over the CPU's fp32 peak, {peak_text}.")
     finally:
