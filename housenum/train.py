@@ -124,11 +124,13 @@ def make_distributed_dataset(strategy, images: np.ndarray, labels: np.ndarray, b
     def dataset_fn(ctx: tf.distribute.InputContext):
         workers, worker = ctx.num_input_pipelines, ctx.input_pipeline_id
         local = replicas // workers
-        order = BatchOrder(len(images), batch, seed)
+        per_epoch = BatchOrder(len(images), batch, seed).per_epoch
         mine = slice(worker * local * per_replica, (worker + 1) * local * per_replica)
 
         def epoch_rows(epoch):
-            # this worker's index rows for the steps of `epoch` that lie in [start_step, end_step)
+            # this worker's index rows for the steps of `epoch` that lie in [start_step, end_step); its own
+            # BatchOrder, as tf.data may run a stateless map's calls in parallel
+            order = BatchOrder(len(images), batch, seed)
             first = max(start_step, int(epoch) * order.per_epoch)
             last = min(end_step, (int(epoch) + 1) * order.per_epoch)
             rows = np.stack([order.indices(s)[mine] for s in range(first, last)])
@@ -141,7 +143,7 @@ def make_distributed_dataset(strategy, images: np.ndarray, labels: np.ndarray, b
         if start_step >= end_step:
             index_rows = tf.data.Dataset.from_tensor_slices(np.zeros((0, per_replica), np.int32))
         else:
-            epochs = tf.data.Dataset.range(start_step // order.per_epoch, (end_step - 1) // order.per_epoch + 1)
+            epochs = tf.data.Dataset.range(start_step // per_epoch, (end_step - 1) // per_epoch + 1)
             index_rows = epochs.map(
                 lambda e: tf.ensure_shape(tf.numpy_function(epoch_rows, [e], tf.int32, stateful=False),
                                           (None, per_replica))).unbatch()
