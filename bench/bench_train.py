@@ -22,7 +22,9 @@
    `preprocess_svhn.py --valid-size 0.1`), --run-steps steps with the preset's evaluation and checkpoint
    intervals: the wall time of the whole command and the training images/s from its log.csv. With
    --compare-repo DIR the same command from another checkout (an older commit) alternates with ours.
-3. Prediction, ms per photo after the model is loaded: the seed network (untrained) exported as training
+3. (--part lrn only) The seed network's three LRN layers alone, forward + backward: TensorFlow's kernel,
+   the band-matrix formulation under autodiff, and the layer's band matrix with its hand-written gradient.
+4. Prediction, ms per photo after the model is loaded: the seed network (untrained) exported as training
    exports it, loaded with `housenum.predict.Reader`, reading --photos JPEGs of random sizes between
    100x50 and 1600x1200 plus the real SVHN PNGs of the mirror's matlab/ folder: `read_photos` on all of
    them (batched, end-to-end: decode + preprocessing + model), the split between loading/preprocessing
@@ -34,6 +36,7 @@ Prints figures only; asserts nothing about speed. The default run takes about 4-
   .venv/bin/python bench/bench_train.py --part train --steps 500 --repeat 5
   .venv/bin/python bench/bench_train.py --part train --preset improved # ours only (TF1 mirrors the seed net)
   .venv/bin/python bench/bench_train.py --part predict --photos 128
+  .venv/bin/python bench/bench_train.py --part lrn                     # the 3 LRN layers alone, 3 ways
   .venv/bin/python bench/bench_train.py --part run --run-steps 2000 --run-data /tmp/synth3000
   git worktree add /tmp/before HEAD~5 && .venv/bin/python bench/bench_train.py --part run --compare-repo /tmp/before
   .venv/bin/python bench/bench_train.py --threads 1                    # one intra-op thread in both
@@ -485,6 +488,55 @@ def train_part(args) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+# ------------------------------------------------------------------------------------------------- LRN
+def lrn_part(args) -> None:
+    """The seed network's three LRN layers alone, forward + backward at --batch-size: TensorFlow's kernel
+    against the band-matrix formulation with autodiff and with its hand-written gradient (the layer's)."""
+    import tensorflow as tf
+
+    from housenum.model import _neg_power, local_response_norm, lrn_band
+
+    def tf_kernel(x, r, bias, alpha, beta):
+        return tf.nn.local_response_normalization(x, r, bias, alpha, beta)
+
+    def band_autodiff(x, r, bias, alpha, beta):
+        channels = x.shape[-1]
+        flat = tf.reshape(x, (-1, channels))
+        n = bias + alpha * tf.matmul(tf.square(flat), lrn_band(channels, r))
+        return tf.reshape(flat * _neg_power(n, beta), tf.shape(x))
+
+    m = seed_network().model
+    rng = np.random.default_rng(args.seed)
+    shapes, side = [], m.image_size
+    for depth in m.conv_depths:
+        shapes.append((args.batch_size, side, side, depth))
+        side = (side + 1) // 2
+    xs = [tf.constant(np.maximum(rng.standard_normal(s, dtype=np.float32), 0)) for s in shapes]  # after ReLU
+    gs = [tf.constant(rng.standard_normal(s, dtype=np.float32)) for s in shapes]
+    print(f"\n== LRN alone: the seed network's 3 LRN layers {', '.join('x'.join(map(str, s)) for s in shapes)}, "
+          f"forward + backward, best of {args.repeat} x 20 calls; load before {load_now()}")
+    for fn, what in ((tf_kernel, "tf.nn.local_response_normalization"), (band_autodiff, "band matrix, autodiff"),
+                     (local_response_norm, "band matrix, hand-written gradient (ours)")):
+        @tf.function
+        def step():
+            total = tf.constant(0.0)
+            for x, g in zip(xs, gs):
+                with tf.GradientTape() as tape:
+                    tape.watch(x)
+                    y = fn(x, m.lrn_radius, m.lrn_bias, m.lrn_alpha, m.lrn_beta)
+                total += tf.reduce_sum(tape.gradient(y, x, output_gradients=g)) + tf.reduce_sum(y)
+            return total
+
+        step()
+        best = float("inf")
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            for _ in range(20):
+                step().numpy()
+            best = min(best, (time.perf_counter() - t0) / 20)
+        print(f"{what:<44} {1000 * best:>8.2f} ms per step")
+
+
 # ------------------------------------------------------------------------------------------- real run
 def synthetic_h5(folder: Path, count: int, seed: int, progress: bool) -> Path:
     """Synthetic SVHN-format photos, preprocessed as a user would (steps 1 and 2); reused when present."""
@@ -677,9 +729,9 @@ def _bar(total: int, desc: str, enabled: bool):
 # ------------------------------------------------------------------------------------------------ main
 def main(argv: Sequence[str] | None = None) -> int:
     parser = make_parser(__doc__)
-    parser.add_argument("--part", choices=("all", "train", "run", "predict"), default="all",
+    parser.add_argument("--part", choices=("all", "train", "run", "lrn", "predict"), default="all",
                         help="what to measure: train = ours vs TF1 step loop, run = train_and_test_svhn_data.py as a "
-                             "user runs it, predict = latency")
+                             "user runs it, lrn = the LRN layers alone, predict = latency")
     parser.add_argument("--steps", type=int, default=300, help="timed training steps per run")
     parser.add_argument("--warmup", type=int, default=50, help="untimed steps first (tracing, caches, prefetch)")
     parser.add_argument("--batch-size", type=int, default=100, help="training batch (both implementations)")
@@ -729,6 +781,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         train_part(args)
     if args.part in ("all", "run"):
         real_run_part(args)
+    if args.part == "lrn":
+        lrn_part(args)
     if args.part in ("all", "predict"):
         predict_part(args)
     print(f"\ntotal {time.perf_counter() - started:.0f} s; load average now "
