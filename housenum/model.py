@@ -38,7 +38,8 @@ def local_response_norm(x: tf.Tensor, depth_radius: int, bias: float, alpha: flo
     """Same values and gradients as tf.nn.local_response_normalization (NHWC, window over the last axis),
     computed as matrix products with a constant band matrix. TensorFlow's own LRN kernel and its gradient
     are a plain loop on CPU and cost more than half of the seed network's training step; the matrix
-    products run in oneDNN's GEMM, and the hand-written gradient saves autodiff's extra pow and copies."""
+    products run in oneDNN's GEMM, and the hand-written gradient reuses the forward's n^-beta instead of
+    autodiff's extra passes (`bench/bench_train.py --part lrn` times the three)."""
     channels = x.shape[-1]
     band = lrn_band(channels, depth_radius, x.dtype)  # symmetric, so B^T = B in the gradient
 
@@ -51,7 +52,7 @@ def local_response_norm(x: tf.Tensor, depth_radius: int, bias: float, alpha: flo
 
         def grad(g):
             g = tf.reshape(g, (-1, channels))
-            # d out_j / d x_i = [i == j] n_i^-beta - 2 alpha beta x_i B_ij x_j g_j n_j^(-beta-1)
+            # dL/dx_i = g_i n_i^-beta - 2 alpha beta x_i sum_j B_ij g_j x_j n_j^(-beta-1)
             inner = tf.matmul(g * out / n, band)  # out / n = x n^(-beta-1)
             return tf.reshape(g * scale - (2.0 * alpha * beta) * flat * inner, tf.shape(x))
 
