@@ -750,13 +750,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--run-images", type=int, default=3000, help="synthetic photos for the real run")
     parser.add_argument("--run-repeat", type=int, default=2, help="real runs (of each checkout)")
     parser.add_argument("--run-data", default="",
-                        help="folder for the real run's synthetic data, kept and reused (default: a temporary one)")
+                        help="folder for the real run's synthetic data, kept and reused ('': a temporary one)")
     parser.add_argument("--compare-repo", default="",
                         help="another checkout whose train_and_test_svhn_data.py runs alternately with ours, "
                              "e.g. an older commit from `git worktree add /tmp/old <rev>` (--part run)")
-    parser.add_argument("--ghz", type=float, default=None, help="clock for the fp32 peak (default: /proc/cpuinfo)")
+    parser.add_argument("--ghz", type=float, default=None, help="clock for the fp32 peak (none: /proc/cpuinfo)")
     parser.add_argument("--flops-per-cycle", type=int, default=None,
-                        help="fp32 FLOPs per cycle per core for the peak (default: from the CPU flags)")
+                        help="fp32 FLOPs per cycle per core for the peak (none: from the CPU flags)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--tf1-worker", metavar="SPEC", help=argparse_hidden())
     args = parser.parse_args(argv)
