@@ -14,23 +14,37 @@
      (AB BA AB ...), so that load from other jobs on a shared machine falls on both alike.
    Best of --repeat timed runs of --steps steps each; wall-clock images/s plus CPU ms per image (all
    threads of the process), which other jobs distort less than wall-clock time.
-2. Prediction, ms per photo after the model is loaded: the seed network (untrained) exported as training
+   The % fp32 peak column: images/s x the network's training FLOPs per image (conv + dense layers,
+   forward + backward: 27.6 M for the seed network) over the CPU's theoretical fp32 peak, cores x GHz x
+   FLOPs/cycle from the CPU flags (see `cpu_peak`; --ghz and --flops-per-cycle override).
+2. A real run (--part run): `train_and_test_svhn_data.py` as a user runs it, on --run-images synthetic
+   SVHN-format photos made and preprocessed by steps 1 and 2 (`download_and_extract.py --synthetic`,
+   `preprocess_svhn.py --valid-size 0.1`), --run-steps steps with the preset's evaluation and checkpoint
+   intervals: the wall time of the whole command and the training images/s from its log.csv. With
+   --compare-repo DIR the same command from another checkout (an older commit) alternates with ours.
+3. (--part lrn only) The seed network's three LRN layers alone, forward + backward: TensorFlow's kernel,
+   the band-matrix formulation under autodiff, and the layer's band matrix with its hand-written gradient.
+4. Prediction, ms per photo after the model is loaded: the seed network (untrained) exported as training
    exports it, loaded with `housenum.predict.Reader`, reading --photos JPEGs of random sizes between
    100x50 and 1600x1200 plus the real SVHN PNGs of the mirror's matlab/ folder: `read_photos` on all of
    them (batched, end-to-end: decode + preprocessing + model), the split between loading/preprocessing
    (`load_photo`) and the model (`Reader.read_arrays`), and one photo at a time (a batch of 1).
 
-Prints figures only; asserts nothing about speed. The default run takes about 2-3 minutes on 2 cores.
+Prints figures only; asserts nothing about speed. The default run takes about 4-5 minutes on 2 cores.
 
-  .venv/bin/python bench/bench_train.py                                # both parts, seed network
+  .venv/bin/python bench/bench_train.py                                # all three parts, seed network
   .venv/bin/python bench/bench_train.py --part train --steps 500 --repeat 5
   .venv/bin/python bench/bench_train.py --part train --preset improved # ours only (TF1 mirrors the seed net)
   .venv/bin/python bench/bench_train.py --part predict --photos 128
+  .venv/bin/python bench/bench_train.py --part lrn                     # the 3 LRN layers alone, 3 ways
+  .venv/bin/python bench/bench_train.py --part run --run-steps 2000 --run-data /tmp/synth3000
+  git worktree add /tmp/before HEAD~5 && .venv/bin/python bench/bench_train.py --part run --compare-repo /tmp/before
   .venv/bin/python bench/bench_train.py --threads 1                    # one intra-op thread in both
 """
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import os
@@ -74,6 +88,77 @@ def machine_lines() -> list[str]:
         f"machine: {cpu}, nproc {os.cpu_count()}, {platform.machine()}, Python {platform.python_version()}",
         f"load average (1, 5, 15 min) at start: {load}",
     ]
+
+
+def cpu_peak(cores: int | None = None, ghz: float | None = None, per_cycle: int | None = None) -> tuple[float, str]:
+    """(fp32 FLOP/s, how it was reckoned): cores x GHz x fp32 FLOPs per cycle per core, the usual
+    theoretical peak (every cycle a fused multiply-add on every lane of every FMA unit; no turbo).
+
+    FLOPs per cycle per core from the /proc/cpuinfo flags, 2 FLOPs per FMA lane:
+      avx512f, Intel: two 512-bit FMA units -> 2 x 16 lanes x 2 = 64 (Xeon Gold/Platinum; Silver/Bronze
+                      have one unit, 32: pass --flops-per-cycle 32 there)
+      avx512f, AMD (Zen 4): 512-bit FMAs on two 256-bit FMA pipes -> 2 x 8 x 2 = 32
+      avx2 + fma: two 256-bit FMA units -> 32;   avx: 8-lane add + mul -> 16;   otherwise 8 (SSE)
+    GHz: the first "cpu MHz" in /proc/cpuinfo (the base clock under a hypervisor; turbo not counted)."""
+    info = ""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        pass
+    flags, vendor, mhz = set(), "", None
+    for line in info.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "flags" and not flags:
+            flags = set(value.split())
+        elif key == "vendor_id" and not vendor:
+            vendor = value.strip()
+        elif key == "cpu MHz" and mhz is None:
+            mhz = float(value)
+    notes = []
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if ghz is None:
+        ghz = (mhz or 0.0) / 1000
+        notes.append("GHz from /proc/cpuinfo")
+    if not ghz:
+        return 0.0, "unknown clock (pass --ghz)"
+    if per_cycle is None:
+        if "avx512f" in flags:
+            per_cycle, why = (32, "avx512f on AMD: two 256-bit FMA pipes") if "AMD" in vendor else \
+                (64, "avx512f on Intel: two 512-bit FMA units")
+        elif {"avx2", "fma"} <= flags:
+            per_cycle, why = 32, "avx2+fma: two 256-bit FMA units"
+        elif "avx" in flags:
+            per_cycle, why = 16, "avx, no FMA"
+        else:
+            per_cycle, why = 8, "SSE"
+        notes.append(why)
+    peak = cores * ghz * 1e9 * per_cycle
+    return peak, (f"{cores} cores x {ghz:.2f} GHz x {per_cycle} fp32 FLOPs/cycle = {peak / 1e9:.0f} GFLOP/s"
+                  + (f" ({'; '.join(notes)})" if notes else ""))
+
+
+def flops_per_image(model) -> float:
+    """Training FLOPs per image of the conv and dense layers: 2 per multiply-add, times 3 for forward,
+    input gradient and weight gradient (the usual estimate; LRN, pooling, activations and the optimiser
+    are left out, and the first layer's unneeded input gradient is counted). The seed network: 27.6 M."""
+    macs = 0
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind == "Conv2D":
+            kh, kw, cin, cout = layer.kernel.shape
+            _, h, w, _ = layer.output.shape
+            macs += h * w * kh * kw * cin * cout
+        elif kind == "Dense":
+            macs += layer.kernel.shape[0] * layer.kernel.shape[1]
+    return 6.0 * macs
+
+
+def minor_faults() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def load_now() -> str:
@@ -137,19 +222,20 @@ class Ours:
         l2 = cfg.train.l2 * tf.add_n([tf.nn.l2_loss(w) for w in kernel_weights(model)])
         self.initial_loss = float(tf.reduce_mean(per_example_loss(out, tf.constant(labels[:batch]))) + l2)
         self.params = count_params(model)
+        self.flops = flops_per_image(model)
         self.trainer = trainer
         self.chunk_fn = trainer._make_train_fn()
         self.chunk = min(FIT_CHUNK, cfg.train.eval_every)
         dist = make_distributed_dataset(trainer.strategy, images, labels, batch, cfg.train.seed, 0, total_steps)
         self.iterator = iter(dist)
 
-    def run(self, steps: int, label: str) -> tuple[float, float, float]:
-        """(wall s, CPU s, last loss) of `steps` steps, called as fit calls them."""
+    def run(self, steps: int, label: str) -> tuple[float, float, float, int]:
+        """(wall s, CPU s, last loss, minor page faults) of `steps` steps, called as fit calls them."""
         from tqdm import tqdm
 
         loss = float("nan")
         with tqdm(total=steps, desc=label, unit="step", disable=not self.progress, leave=False) as bar:
-            t0, c0 = time.perf_counter(), time.process_time()
+            t0, c0, f0 = time.perf_counter(), time.process_time(), minor_faults()
             n = steps
             while n > 0:
                 k = min(self.chunk, n)
@@ -157,10 +243,10 @@ class Ours:
                 loss = float(self.chunk_fn(self.iterator, self.tf.constant(k)))
                 n -= k
                 bar.update(k)
-            return time.perf_counter() - t0, time.process_time() - c0, loss
+            return time.perf_counter() - t0, time.process_time() - c0, loss, minor_faults() - f0
 
     def close(self) -> None:
-        self.iterator = None  # a live from_generator iterator can stall interpreter exit
+        self.iterator = None  # a live tf.data iterator with a Python function inside can stall interpreter exit
 
 
 # ------------------------------------------------------------------------------------------ TF1-style
@@ -202,9 +288,9 @@ class TF1:
         status = self.proc.wait()
         raise HousenumError(f"the TF1-style subprocess stopped (exit status {status}); its output is above")
 
-    def run(self, steps: int, label: str) -> tuple[float, float, float]:
+    def run(self, steps: int, label: str) -> tuple[float, float, float, int]:
         r = self._send({"steps": steps, "label": label})
-        return r["wall"], r["cpu"], r["loss"]
+        return r["wall"], r["cpu"], r["loss"], r["faults"]
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -295,7 +381,7 @@ def tf1_worker(spec_path: str) -> int:
             ask = json.loads(line)
             value = float("nan")
             bar = _bar(ask["steps"], ask["label"], spec["progress"])
-            t0, c0 = time.perf_counter(), time.process_time()
+            t0, c0, f0 = time.perf_counter(), time.process_time(), minor_faults()
             for i in range(ask["steps"]):
                 offset = (step * batch) % (n - batch)  # the study-era batch walk
                 feed = {x: images[offset:offset + batch], y: labels[offset:offset + batch], keep_prob: 0.8}
@@ -303,9 +389,10 @@ def tf1_worker(spec_path: str) -> int:
                 step += 1
                 if i % 10 == 9:
                     bar.update(10)
-            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            wall, cpu, faults = time.perf_counter() - t0, time.process_time() - c0, minor_faults() - f0
             bar.close()
-            reply({"wall": wall, "cpu": cpu, "loss": float(value), "step": int(session.run(global_step))})
+            reply({"wall": wall, "cpu": cpu, "loss": float(value), "step": int(session.run(global_step)),
+                   "faults": faults})
     return 0
 
 
@@ -360,15 +447,19 @@ def train_part(args) -> None:
                 runs[impl.name].append(impl.run(args.steps, f"{impl.short} run {r + 1}/{args.repeat}"))
                 loads[impl.name].append(os.getloadavg()[0])
         images_timed = args.steps * args.batch_size
-        print(f"\n{'implementation':<32} {'images/s':>9} {'ms/step':>8} {'CPU ms/img':>11} {'all runs img/s':>22} "
-              f"{'warm-up s':>9} {'load':>5}")
+        peak, peak_text = cpu_peak(ghz=args.ghz, per_cycle=args.flops_per_cycle)
+        print(f"\n{'implementation':<32} {'images/s':>9} {'ms/step':>8} {'CPU ms/img':>11} {'% fp32 peak':>11} "
+              f"{'faults/step':>11} {'all runs img/s':>22} {'warm-up s':>9} {'load':>5}")
         best_ips, best_cpu = {}, {}
         for impl in impls:
-            ips = [images_timed / wall for wall, _, _ in runs[impl.name]]
+            ips = [images_timed / wall for wall, _, _, _ in runs[impl.name]]
             best_ips[impl.name] = max(ips)
-            best_cpu[impl.name] = min(cpu for _, cpu, _ in runs[impl.name]) / images_timed
+            best_cpu[impl.name] = min(cpu for _, cpu, _, _ in runs[impl.name]) / images_timed
+            faults = np.median([f for _, _, _, f in runs[impl.name]]) / args.steps
+            share = f"{100 * max(ips) * ours.flops / peak:.1f}" if peak else "?"
             print(f"{impl.name:<32} {max(ips):>9.0f} {1000 * images_timed / max(ips) / args.steps:>8.2f} "
-                  f"{1000 * best_cpu[impl.name]:>11.3f} {' '.join(f'{v:.0f}' for v in ips):>22} "
+                  f"{1000 * best_cpu[impl.name]:>11.3f} {share:>11} {faults:>11.0f} "
+                  f"{' '.join(f'{v:.0f}' for v in ips):>22} "
                   f"{warmup_s[impl.name]:>9.1f} {np.mean(loads[impl.name]):>5.2f}")
         if len(impls) == 2:
             a, b = (impl.name for impl in impls)
@@ -387,9 +478,137 @@ def train_part(args) -> None:
                      "graph building and warm-up not timed. The two alternate run by run.")
         print(note + " CPU ms/img counts all threads of the process; load = 1-minute load average after each "
               "implementation's runs, averaged (2 = both cores busy).")
+        print("faults/step: minor page faults of the process per step (median run); thousands per step mean the "
+              "allocator maps and unmaps the step's large buffers every step.")
+        print(f"% fp32 peak: images/s x {ours.flops / 1e6:.1f} MFLOP per image (conv + dense, forward + backward) "
+              f"over the CPU's fp32 peak, {peak_text}.")
     finally:
         for impl in impls:
             impl.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------------- LRN
+def lrn_part(args) -> None:
+    """The seed network's three LRN layers alone, forward + backward at --batch-size: TensorFlow's kernel
+    against the band-matrix formulation with autodiff and with its hand-written gradient (the layer's)."""
+    import tensorflow as tf
+
+    from housenum.model import _neg_power, local_response_norm, lrn_band
+
+    def tf_kernel(x, r, bias, alpha, beta):
+        return tf.nn.local_response_normalization(x, r, bias, alpha, beta)
+
+    def band_autodiff(x, r, bias, alpha, beta):
+        channels = x.shape[-1]
+        flat = tf.reshape(x, (-1, channels))
+        n = bias + alpha * tf.matmul(tf.square(flat), lrn_band(channels, r))
+        return tf.reshape(flat * _neg_power(n, beta), tf.shape(x))
+
+    m = seed_network().model
+    rng = np.random.default_rng(args.seed)
+    shapes, side = [], m.image_size
+    for depth in m.conv_depths:
+        shapes.append((args.batch_size, side, side, depth))
+        side = (side + 1) // 2
+    xs = [tf.constant(np.maximum(rng.standard_normal(s, dtype=np.float32), 0)) for s in shapes]  # after ReLU
+    gs = [tf.constant(rng.standard_normal(s, dtype=np.float32)) for s in shapes]
+    print(f"\n== LRN alone: the seed network's 3 LRN layers {', '.join('x'.join(map(str, s)) for s in shapes)}, "
+          f"forward + backward, best of {args.repeat} x 20 calls; load before {load_now()}")
+    for fn, what in ((tf_kernel, "tf.nn.local_response_normalization"), (band_autodiff, "band matrix, autodiff"),
+                     (local_response_norm, "band matrix, hand-written gradient (ours)")):
+        @tf.function
+        def step():
+            total = tf.constant(0.0)
+            for x, g in zip(xs, gs):
+                with tf.GradientTape() as tape:
+                    tape.watch(x)
+                    y = fn(x, m.lrn_radius, m.lrn_bias, m.lrn_alpha, m.lrn_beta)
+                total += tf.reduce_sum(tape.gradient(y, x, output_gradients=g)) + tf.reduce_sum(y)
+            return total
+
+        step()
+        best = float("inf")
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            for _ in range(20):
+                step().numpy()
+            best = min(best, (time.perf_counter() - t0) / 20)
+        print(f"{what:<44} {1000 * best:>8.2f} ms per step")
+
+
+# ------------------------------------------------------------------------------------------- real run
+def synthetic_h5(folder: Path, count: int, seed: int, progress: bool) -> Path:
+    """Synthetic SVHN-format photos, preprocessed as a user would (steps 1 and 2); reused when present."""
+    h5 = folder / "svhn_32x32.h5"
+    if h5.exists():
+        return h5
+    quiet = [] if progress else ["--no-progress"]
+    for cmd in (["download_and_extract.py", "--synthetic", str(count), "--datasets", "svhn", "--data-dir",
+                 str(folder), "--seed", str(seed)],
+                ["preprocess_svhn.py", "--data-dir", str(folder), "--results-dir", str(folder / "r"),
+                 "--valid-size", "0.1"]):
+        done = subprocess.run([sys.executable, str(REPO / cmd[0]), *cmd[1:], *quiet], capture_output=True, text=True)
+        if done.returncode:
+            raise HousenumError(f"{cmd[0]} failed (exit {done.returncode}): {done.stderr.strip()[-500:]}")
+    return h5
+
+
+def real_run_part(args) -> None:
+    """`train_and_test_svhn_data.py` as a user runs it, on synthetic data, evaluation and checkpoints
+    included; with --compare-repo, the same command from another checkout, alternating run by run."""
+    cfg = preset(args.preset)
+    batch = cfg.train.batch_size
+    work = Path(tempfile.mkdtemp(prefix="bench-run-"))
+    data_dir = Path(args.run_data) if args.run_data else work / "data"
+    repos = [("this checkout", REPO)]
+    if args.compare_repo:
+        other = Path(args.compare_repo).resolve()
+        if not (other / "train_and_test_svhn_data.py").exists():
+            raise DataError(f"--compare-repo {other}: no train_and_test_svhn_data.py there")
+        repos.append((f"--compare-repo {other.name}", other))
+    try:
+        t0 = time.perf_counter()
+        h5 = synthetic_h5(data_dir, args.run_images, args.seed, not args.no_progress)
+        made = time.perf_counter() - t0
+        print(f"\n== real run: train_and_test_svhn_data.py --preset {args.preset} --steps {args.run_steps} on "
+              f"{args.run_images:,} synthetic photos ({h5}, {'reused' if made < 1 else f'made in {made:.0f} s'}; "
+              f"--valid-size 0.1), eval every {cfg.train.eval_every} and checkpoint every "
+              f"{cfg.train.checkpoint_every} steps (the defaults), x {args.run_repeat}; load before {load_now()}",
+              flush=True)
+        runs: dict[str, list] = {name: [] for name, _ in repos}
+        for r in range(args.run_repeat):
+            for name, repo in (repos if r % 2 == 0 else repos[::-1]):
+                run_dir = work / "runs" / f"{len(runs[name])}_{repo.name}"
+                cmd = [sys.executable, str(repo / "train_and_test_svhn_data.py"), "--preset", args.preset,
+                       "--data", str(h5), "--results-dir", str(run_dir.parent), "--run-name", run_dir.name,
+                       "--steps", str(args.run_steps), "--seed", str(args.seed), "--no-progress", "--fresh"]
+                t0 = time.perf_counter()
+                done = subprocess.run(cmd, cwd=repo, capture_output=True, text=True)
+                wall = time.perf_counter() - t0
+                if done.returncode:
+                    raise HousenumError(f"{' '.join(cmd)} failed (exit {done.returncode}): "
+                                        f"{done.stderr.strip()[-500:]}")
+                with (run_dir / "log.csv").open() as f:
+                    last = list(csv.DictReader(f))[-1]
+                runs[name].append((wall, float(last["elapsed_s"]), int(last["step"]), os.getloadavg()[0]))
+        peak, peak_text = cpu_peak(ghz=args.ghz, per_cycle=args.flops_per_cycle)
+        from housenum.model import build_model
+
+        flops = flops_per_image(build_model(cfg.model))
+        print(f"{'command from':<34} {'wall s':>7} {'end-to-end img/s':>16} {'training img/s':>14} "
+              f"{'% fp32 peak':>11} {'load':>5}")
+        for name, _ in repos:
+            for wall, elapsed, steps, load in runs[name]:
+                train_ips = steps * batch / elapsed
+                print(f"{name:<34} {wall:>7.1f} {steps * batch / wall:>16.0f} {train_ips:>14.0f} "
+                      f"{100 * train_ips * flops / peak if peak else float('nan'):>11.1f} {load:>5.2f}")
+        print("wall s = the whole command (Python and TensorFlow start-up, loading the data, tracing, training, "
+              "evaluation, checkpoints, the final test evaluation, plots and export); end-to-end img/s = training "
+              "images / wall s; training img/s = from log.csv (steps x batch / elapsed_s of the last row: the "
+              f"training loop with its evaluations and checkpoints). % fp32 peak: training img/s x "
+              f"{flops / 1e6:.1f} MFLOP per image over {peak_text}.")
+    finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -510,7 +729,9 @@ def _bar(total: int, desc: str, enabled: bool):
 # ------------------------------------------------------------------------------------------------ main
 def main(argv: Sequence[str] | None = None) -> int:
     parser = make_parser(__doc__)
-    parser.add_argument("--part", choices=("all", "train", "predict"), default="all", help="what to measure")
+    parser.add_argument("--part", choices=("all", "train", "run", "lrn", "predict"), default="all",
+                        help="what to measure: train = ours vs TF1 step loop, run = train_and_test_svhn_data.py as a "
+                             "user runs it, lrn = the LRN layers alone, predict = latency")
     parser.add_argument("--steps", type=int, default=300, help="timed training steps per run")
     parser.add_argument("--warmup", type=int, default=50, help="untimed steps first (tracing, caches, prefetch)")
     parser.add_argument("--batch-size", type=int, default=100, help="training batch (both implementations)")
@@ -525,12 +746,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--predict-batch", type=int, default=64, help="batch for batched prediction")
     parser.add_argument("--mirror", default=str(DEFAULT_MIRROR),
                         help="SVHN mirror folder; its matlab/*/[1-3].png are read too ('' for none)")
+    parser.add_argument("--run-steps", type=int, default=1000, help="steps of each real run (--part run)")
+    parser.add_argument("--run-images", type=int, default=3000, help="synthetic photos for the real run")
+    parser.add_argument("--run-repeat", type=int, default=2, help="real runs (of each checkout)")
+    parser.add_argument("--run-data", default="",
+                        help="folder for the real run's synthetic data, kept and reused ('': a temporary one)")
+    parser.add_argument("--compare-repo", default="",
+                        help="another checkout whose train_and_test_svhn_data.py runs alternately with ours, "
+                             "e.g. an older commit from `git worktree add /tmp/old <rev>` (--part run)")
+    parser.add_argument("--ghz", type=float, default=None, help="clock for the fp32 peak (none: /proc/cpuinfo)")
+    parser.add_argument("--flops-per-cycle", type=int, default=None,
+                        help="fp32 FLOPs per cycle per core for the peak (none: from the CPU flags)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--tf1-worker", metavar="SPEC", help=argparse_hidden())
     args = parser.parse_args(argv)
     if args.tf1_worker:
         return tf1_worker(args.tf1_worker)
-    for name in ("steps", "warmup", "batch_size", "repeat", "images", "predict_batch"):
+    for name in ("steps", "warmup", "batch_size", "repeat", "images", "predict_batch", "run_steps", "run_images",
+                 "run_repeat"):
         if getattr(args, name) < 1:
             raise DataError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
     for name in ("threads", "inter_threads", "photos"):
@@ -546,6 +779,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"TensorFlow {tf.__version__}, default tf.distribute strategy, CPU only")
     if args.part in ("all", "train"):
         train_part(args)
+    if args.part in ("all", "run"):
+        real_run_part(args)
+    if args.part == "lrn":
+        lrn_part(args)
     if args.part in ("all", "predict"):
         predict_part(args)
     print(f"\ntotal {time.perf_counter() - started:.0f} s; load average now "
