@@ -24,11 +24,11 @@
    --compare-repo DIR the same command from another checkout (an older commit) alternates with ours.
 3. (--part lrn only) The seed network's three LRN layers alone, forward + backward: TensorFlow's kernel,
    the band-matrix formulation under autodiff, and the layer's band matrix with its hand-written gradient.
-4. Prediction, ms per photo after the model is loaded: the seed network (untrained) exported as training
-   exports it, loaded with `housenum.predict.Reader`, reading --photos JPEGs of random sizes between
-   100x50 and 1600x1200 plus the real SVHN PNGs of the mirror's matlab/ folder: `read_photos` on all of
-   them (batched, end-to-end: decode + preprocessing + model), the split between loading/preprocessing
-   (`load_photo`) and the model (`Reader.read_arrays`), and one photo at a time (a batch of 1).
+4. Reading photos end to end, ms per photo after the models are loaded, as predict_real_images.py reads
+   them (decode in JPEG draft mode, finder, crop, reader, abstain rule): the shipped reader and finder
+   (or --model / --finder) on --photos JPEGs of random sizes between 100x50 and 1600x1200, one
+   4000x3000 JPEG (a 12-megapixel phone photo) and the real SVHN PNGs of the mirror's matlab/ folder:
+   batched, one photo at a time (wall and CPU), and the 12-megapixel JPEG alone (target: under 100 ms).
 
 Prints figures only; asserts nothing about speed. The default run takes about 4-5 minutes on 2 cores.
 
@@ -70,7 +70,7 @@ from housenum.errors import DataError, HousenumError  # noqa: E402
 DEFAULT_MIRROR = REPO.parent / "shared" / "data" / "svhn"
 FIT_CHUNK = 100  # Trainer.fit runs at most min(100, eval_every) steps per tf.function call
 PHOTO_MIN, PHOTO_MAX = (100, 50), (1600, 1200)  # random photo sizes (width, height), inclusive
-LATENCY_TARGET_MS = 50.0  # the issue's target per photo on 2 CPU cores
+BIG_PHOTO_TARGET_MS = 100.0  # issue 9: a 12-megapixel JPEG end to end, after the models are loaded
 
 
 # --------------------------------------------------------------------------------------------- machine
@@ -207,13 +207,12 @@ class Ours:
         import tensorflow as tf
 
         from housenum.model import count_params, kernel_weights
-        from housenum.preprocess import Data
+        from housenum.dataset import Data
         from housenum.train import Trainer, make_distributed_dataset, per_example_loss
 
         self.tf, self.progress = tf, progress
         empty = (images[:0], labels[:0])
-        trainer = Trainer(cfg, Data((images, labels), empty, empty, "bench random data"), work / "ours",
-                          log=lambda s: None, progress=False)
+        trainer = Trainer(cfg, Data((images, labels), empty, empty, "bench random data"), work / "ours")
         trainer._build()  # model, optimiser and checkpoint objects exactly as fit() makes them
         model = trainer.model
         np.savez(work / "initial_weights.npz", **{v.path: v.numpy() for v in model.trainable_variables})
@@ -633,82 +632,78 @@ def write_photos(folder: Path, count: int, seed: int) -> list[Path]:
 
 
 def predict_part(args) -> None:
+    """Reading photos end to end, as predict_real_images.py does: decode (JPEG draft mode), find, crop,
+    read, abstain. With the shipped reader and finder (or --model / --finder); the speed does not depend
+    on how well they were trained, only on their size."""
     from housenum import quiet_tf  # noqa: F401
-    import keras
+    from PIL import Image
     from tqdm import tqdm
 
-    from housenum.model import build_model
-    from housenum.predict import Reader, load_photo, read_photos
-    from housenum.train import export_model
+    from housenum.finder import Finder
+    from housenum.predict import PhotoReader, Reader, find_finder, find_model, load_photo, read_photos
 
-    cfg = seed_network()
     work = Path(tempfile.mkdtemp(prefix="bench-predict-"))
     try:
-        keras.utils.set_random_seed(args.seed)
-        export_model(build_model(cfg.model), cfg, work)  # untrained: the speed does not depend on the weights
         t0 = time.perf_counter()
-        reader = Reader(work)
+        finder_path = args.finder or find_finder(work / "none")
+        photo_reader = PhotoReader(Reader(args.model or find_model(work / "none")),
+                                   Finder(finder_path) if finder_path else None)
         load_model_s = time.perf_counter() - t0
         photo_dir = work / "photos"
         photo_dir.mkdir()
         photos = write_photos(photo_dir, args.photos, args.seed)
+        big = photo_dir / "phone_4000x3000.jpg"  # a 12-megapixel phone photo
+        Image.open(photos[0]).resize((4000, 3000), Image.BICUBIC).save(big, quality=92)
         real = sorted(Path(args.mirror).glob("matlab/*/[1-3].png")) if args.mirror else []
-        paths = photos + real
-        if not paths:
-            raise DataError("--photos 0 and no real PNGs under --mirror: nothing to read")
+        paths = photos + [big] + real
         mb = sum(p.stat().st_size for p in paths) / 1e6
-        print(f"\n== prediction latency: seed network (untrained) exported by housenum.train.export_model, loaded "
-              f"by housenum.predict.Reader in {load_model_s:.2f} s; {len(photos)} JPEGs {PHOTO_MIN[0]}x{PHOTO_MIN[1]}"
-              f"..{PHOTO_MAX[0]}x{PHOTO_MAX[1]} + {len(real)} real SVHN PNGs ({mb:.1f} MB); "
-              f"threads {threads_text(args.threads, args.inter_threads)}; load before {load_now()}")
-        read_photos(reader, paths[:2], batch=args.predict_batch)  # traces the inference function (any batch size)
-        read_photos(reader, paths[:1], batch=args.predict_batch)
+        print(f"\n== reading photos end to end: {photo_reader.describe()}; loaded in {load_model_s:.2f} s; "
+              f"{len(photos)} JPEGs {PHOTO_MIN[0]}x{PHOTO_MIN[1]}..{PHOTO_MAX[0]}x{PHOTO_MAX[1]} + one 4000x3000 "
+              f"JPEG + {len(real)} real SVHN PNGs ({mb:.1f} MB); threads "
+              f"{threads_text(args.threads, args.inter_threads)}; load before {load_now()}")
+        read_photos(photo_reader, paths[:2], batch=args.predict_batch)  # traces the networks (any batch size)
+        read_photos(photo_reader, paths[:1], batch=1)
         n = len(paths)
-        batched, loading, model_s = [], [], []
+        batched, loading = [], []
         for _ in tqdm(range(args.repeat), desc="batched reads", disable=args.no_progress, leave=False):
             t0 = time.perf_counter()
-            readings = read_photos(reader, paths, batch=args.predict_batch)
+            readings = read_photos(photo_reader, paths, batch=args.predict_batch)
             batched.append(time.perf_counter() - t0)
             failed = [r for r in readings if r.error]
             if failed:
                 raise HousenumError(f"{failed[0].path}: {failed[0].error} ({len(failed)} photos failed)")
             t0 = time.perf_counter()
-            arrays = np.stack([load_photo(p, reader.image_size) for p in paths])
-            t1 = time.perf_counter()
-            reader.read_arrays(arrays, args.predict_batch)
-            loading.append(t1 - t0)
-            model_s.append(time.perf_counter() - t1)
-        single, single_load, single_model = [], [], []
+            for p in paths:
+                load_photo(p)
+            loading.append(time.perf_counter() - t0)
+        single, single_cpu = [], []
         for p in tqdm(paths, desc="one photo at a time", disable=args.no_progress, leave=False):
-            t0 = time.perf_counter()
-            read_photos(reader, [p], batch=1)
+            c0, t0 = time.process_time(), time.perf_counter()
+            read_photos(photo_reader, [p], batch=1)
             single.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            arr = load_photo(p, reader.image_size)[None]
-            t1 = time.perf_counter()
-            reader.read_arrays(arr, 1)
-            single_load.append(t1 - t0)
-            single_model.append(time.perf_counter() - t1)
+            single_cpu.append(time.process_time() - c0)
         single_ms = 1000 * np.array(single)
-        big = int(np.argmax([_pixels(p) for p in paths]))
+        big_runs = []
+        for _ in range(max(5, args.repeat)):
+            t0 = time.perf_counter()
+            read_photos(photo_reader, [big], batch=1)
+            big_runs.append(1000 * (time.perf_counter() - t0))
 
         def ms(seconds):
             return 1000 * seconds / n
 
-        print(f"{'what':<50} {'ms/photo':>9}")
-        print(f"{f'read_photos, {n} photos in batches of {args.predict_batch} (best of {args.repeat})':<50} "
+        print(f"{'what':<52} {'ms/photo':>9}")
+        print(f"{f'read_photos, {n} photos in batches of {args.predict_batch} (best of {args.repeat})':<52} "
               f"{ms(min(batched)):>9.2f}")
-        print(f"{'  of which load_photo (decode + preprocess)':<50} {ms(min(loading)):>9.2f}")
-        print(f"{'  of which model (Reader.read_arrays)':<50} {ms(min(model_s)):>9.2f}")
-        print(f"{'one photo at a time (batch of 1): median':<50} {np.median(single_ms):>9.2f}")
-        print(f"{'  90th percentile / max':<50} {np.percentile(single_ms, 90):>9.2f} / {single_ms.max():.2f}")
-        print(f"{'  median split: load_photo / model':<50} {1000 * np.median(single_load):>9.2f} / "
-              f"{1000 * np.median(single_model):.2f}")
-        print(f"{f'  largest file ({paths[big].name})':<50} {single_ms[big]:>9.2f}")
-        worst = max(ms(min(batched)), float(np.percentile(single_ms, 90)))
-        verdict = "met" if worst < LATENCY_TARGET_MS else "NOT met"
-        print(f"target < {LATENCY_TARGET_MS:.0f} ms per photo on 2 CPU cores: {verdict} here (batched and 90th "
-              f"percentile of one-photo reads; nproc {os.cpu_count()}, load after {load_now()})")
+        print(f"{'  of which decoding (load_photo, JPEG draft mode)':<52} {ms(min(loading)):>9.2f}")
+        print(f"{'one photo at a time (batch of 1): median':<52} {np.median(single_ms):>9.2f}")
+        print(f"{'  90th percentile / max':<52} {np.percentile(single_ms, 90):>9.2f} / {single_ms.max():.2f}")
+        print(f"{'  CPU ms per photo (all threads), median':<52} {1000 * np.median(single_cpu):>9.2f}")
+        print(f"{'the 12-megapixel JPEG, file to reading: median':<52} {np.median(big_runs):>9.2f} "
+              f"(min {min(big_runs):.2f}, {len(big_runs)} runs)")
+        verdict = "met" if np.median(big_runs) < BIG_PHOTO_TARGET_MS else "NOT met"
+        print(f"target < {BIG_PHOTO_TARGET_MS:.0f} ms for a 12-megapixel JPEG on 2 CPU cores: {verdict} here "
+              f"(nproc {os.cpu_count()}, load after {load_now()})")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -744,6 +739,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--inter-threads", type=int, default=0, help="TensorFlow inter-op threads (0: TF default)")
     parser.add_argument("--photos", type=int, default=64, help="random-size JPEGs to read")
     parser.add_argument("--predict-batch", type=int, default=64, help="batch for batched prediction")
+    parser.add_argument("--model", default=None, help="reader for --part predict (default: as predict_real_images.py)")
+    parser.add_argument("--finder", default=None, help="finder for --part predict (default: as predict_real_images.py)")
     parser.add_argument("--mirror", default=str(DEFAULT_MIRROR),
                         help="SVHN mirror folder; its matlab/*/[1-3].png are read too ('' for none)")
     parser.add_argument("--run-steps", type=int, default=1000, help="steps of each real run (--part run)")
