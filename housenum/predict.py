@@ -32,6 +32,8 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 NUMBER_TASK = "sequence"  # ModelConfig.task of a number reader (length + digit heads)
 SHOW_MAX_SIDE = 1600  # --show draws on a copy no larger than this: a 12-megapixel PNG would be ~36 MB
 READ_SIDE = 480  # photos are decoded to about this long side: a number a tenth as wide is ~48 px for a 32 px crop
+# (shift of the found box as a share of its width, margin grown around it) of each crop read from a photo
+READ_FRAMINGS = ((0.0, 0.15), (0.0, 0.3), (0.0, 0.5), (-0.1, 0.3), (0.1, 0.3))
 SHIPPED = Path(__file__).resolve().parents[1] / "models"  # the reader and finder that ship with the project
 
 
@@ -150,34 +152,47 @@ class PhotoReader:
 
     def read_images(self, photos: Sequence[Image.Image]) -> list[Reading]:
         """Readings of upright photos (any mode); boxes in the photos' own pixels."""
-        from housenum.photo import image_to_input, union_box
-
-        size, margin = self.reader.image_size, self.reader.config.data.margin
         found = self.finder.find(photos) if self.finder else [None] * len(photos)
-        arrays, owner, crops = [], [], []
+        arrays, owner, boxes = [], [], []
         for i, (im, f) in enumerate(zip(photos, found)):
             if f is not None and f.box is None:
                 continue  # the finder says there is no number: nothing to read
-            arrays.append(image_to_input(im, None, size))  # the photo as its own crop
-            owner.append(i)
-            crops.append(None)
-            if f is not None:
-                l, t, r, b = f.box
-                crop = union_box(np.array([[0, l, t, r - l, b - t]], float), im.width, im.height, margin)
-                arrays.append(image_to_input(im, crop, size))
+            for crop in self._crops(im, f.box if f is not None else None):
+                arrays.append(crop)
                 owner.append(i)
-                crops.append(f.box)
+                boxes.append(f.box if f is not None else None)
         readings = [Reading("", found=None if f is None else f.score) for f in found]
         if arrays:
             texts, conf = self.reader.read_arrays(np.stack(arrays))
-            for i, text, c, box in zip(owner, texts, conf, crops):
+            for i, text, c, box in zip(owner, texts, conf, boxes):
                 r = readings[i]
-                if c > r.confidence:
+                if c > r.confidence:  # the most confident of the photo's crops
                     r.text, r.confidence, r.box = text, float(c), box
         for r in readings:
             if r.confidence < self.threshold or not r.text:
                 r.text = None  # below the threshold the answer is "no number found", never a guess
         return readings
+
+    def _crops(self, im: Image.Image, box: tuple[int, int, int, int] | None) -> list[np.ndarray]:
+        """The reader's inputs for one photo: the photo as its own crop (a photo framed like a training
+        crop), and, around a found box, crops of several margins and shifts. The finder's box is off by a
+        little either way (IoU ~0.75 on synthetic scenes); reading a few framings and keeping the most
+        confident reading cost ~1 ms and read 3-4 points more held-out synthetic photos than the
+        training margin alone (README, "Reading whole photos")."""
+        from housenum.photo import image_to_input, union_box
+
+        size = self.reader.image_size
+        out = [image_to_input(im, None, size)]
+        if box is None:
+            return out
+        l, t, r, b = box
+        w, h = r - l, b - t
+        for dx, margin in READ_FRAMINGS:
+            digits = np.array([[0, l + dx * w, t, w, h]], float)
+            crop = union_box(digits, im.width, im.height, margin)
+            if crop is not None:
+                out.append(image_to_input(im, crop, size))
+        return out
 
 
 def collect_paths(inputs: Sequence[str]) -> tuple[list[Path], list[str]]:

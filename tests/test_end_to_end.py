@@ -31,7 +31,7 @@ def pipeline(synthetic_svhn):
     data, results = synthetic_svhn["data"], synthetic_svhn["results"]
     train = run(REPO / "train_and_test_svhn_data.py", "--preset", "improved", "--data", synthetic_svhn["h5"],
                 "--results-dir", results, "--run-name", "e2e", "--steps", STEPS, "--eval-every", 400,
-                "--no-progress")
+                "--whole-photos", 150, "--no-progress")
     return data, results, synthetic_svhn["stdout"], train.stdout
 
 
@@ -50,6 +50,15 @@ def test_training_reaches_the_bar_and_says_what_data_it_used(pipeline):
     assert metrics["test"]["length_accuracy"] > 0.85
     assert "synthetic SVHN-format data" in metrics["data"] and "synthetic SVHN-format data" in out
     assert "test whole-sequence accuracy" in out and "coverage at 98% accuracy" in out
+
+
+def test_training_scores_whole_photos_beside_the_crops(pipeline):
+    """The test split's uncropped photos, read through the (shipped) finder as a user's photos are."""
+    _, results, _, out = pipeline
+    whole = json.loads((results / "e2e" / "metrics.json").read_text())["whole_photos"]
+    assert whole["n"] == 150 and "whole photos (no box given" in out
+    assert whole["box_iou_mean"] > 0.4 and whole["no_number_read_as_number"] < 0.2
+    assert 0.5 * BAR < whole["sequence_accuracy"] <= 1 and 0 <= whole["coverage_at_98"] <= whole["answered"]
 
 
 def test_prediction_reads_crops_exactly_as_evaluation_does(pipeline, tmp_path):
@@ -122,7 +131,7 @@ def test_killed_training_resumes_with_the_same_command(synthetic_svhn, tmp_path)
 
     cmd = [sys.executable, str(REPO / "train_and_test_svhn_data.py"), "--data", str(synthetic_svhn["h5"]),
            "--results-dir", str(tmp_path), "--run-name", "killed", "--steps", "400", "--checkpoint-every", "50",
-           "--eval-every", "50", "--no-progress"]
+           "--eval-every", "50", "--whole-photos", "0", "--no-progress"]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt = tmp_path / "killed" / "checkpoints" / "checkpoint"
     deadline = time.time() + 300
