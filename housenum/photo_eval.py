@@ -40,9 +40,10 @@ def test_photos(test_dir: Path, limit: int, max_digits: int) -> tuple[list[Path]
     return paths, truths, np.array(boxes, float).reshape(-1, 4)
 
 
-def whole_photo_metrics(photo_reader, test_dir: Path, limit: int = 1000, negatives: int = 300,
+def whole_photo_metrics(photo_reader, test_dir: Path, limit: int = 1000, negatives: int | None = None,
                         seed: int = 0) -> dict:
-    """The figures named in the module docstring, for `photo_reader` (a `housenum.predict.PhotoReader`)."""
+    """The figures named in the module docstring, for `photo_reader` (a `housenum.predict.PhotoReader`).
+    `negatives`: how many no-number photos (default: as many as test photos read, at most 300)."""
     from housenum.finder import iou
     from housenum.predict import read_photos
     from housenum.scenes import SceneConfig, load_sources, make_scene
@@ -64,6 +65,7 @@ def whole_photo_metrics(photo_reader, test_dir: Path, limit: int = 1000, negativ
         "box_iou_mean": float(ious.mean()),
         "box_iou_share_0.5": float((ious >= 0.5).mean()),
     }
+    negatives = min(300, len(paths)) if negatives is None else negatives
     if negatives:
         # no-number photos: generated, since no photo set of ours is known to hold no number
         sources = load_sources([test_dir])

@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-STEPS = 1200
-BAR = 0.5  # measured ~0.70 whole-sequence accuracy at these settings; chance is ~0, a broken mask ~0.05
+STEPS = 800
+BAR = 0.5  # measured 0.65 whole-sequence accuracy at these settings; chance is ~0, a broken mask ~0.05
 
 
 def run(*args, timeout=900):
@@ -115,12 +115,15 @@ def test_prediction_reports_bad_files_and_still_reads_the_others(pipeline, tmp_p
     assert "empty file" in proc.stderr and "not an image" in proc.stderr and "no such file" in proc.stderr
 
 
-def test_prediction_without_a_model_says_how_to_train_one(tmp_path):
-    (tmp_path / "x.png").write_bytes(b"")
-    proc = subprocess.run([sys.executable, str(REPO / "predict_real_images.py"), str(tmp_path / "x.png"),
-                           "--results-dir", str(tmp_path / "nothing")], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 1 and proc.stderr.count("\n") == 1
-    assert "train_and_test_svhn_data.py" in proc.stderr
+def test_prediction_without_a_model_says_how_to_train_one(tmp_path, monkeypatch):
+    """Where no model was trained and none ships (a checkout without models/), the error says how to get one."""
+    import housenum.predict as predict
+    from housenum.errors import HousenumError
+
+    monkeypatch.setattr(predict, "SHIPPED", tmp_path / "no-models")
+    with pytest.raises(HousenumError, match="train_and_test_svhn_data.py"):
+        predict.find_model(tmp_path / "nothing")
+    assert predict.find_finder(tmp_path / "nothing") is None
 
 
 def test_killed_training_resumes_with_the_same_command(synthetic_svhn, tmp_path):
