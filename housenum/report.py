@@ -192,6 +192,12 @@ def _accuracy_section(results: Path, run: dict) -> tuple[str, str]:
             test.get("sequence_accuracy"), metrics.get("data", "?"))
     rows = [[ours[0], _Raw(f"<b>{_pct(ours[1])}</b>"), _pct(test.get("length_accuracy")),
              _pct(test.get("digit_accuracy")), _pct(test.get("coverage_at_98")), ours[2]]]
+    whole = metrics.get("whole_photos")
+    if whole:  # the same test photos uncropped, read through the finder as a user's photos are
+        rows.append([f"ours, whole photos (no box given; finder, abstain rule), {_int(whole.get('n'))} photos",
+                     _Raw(f"<b>{_pct(whole.get('sequence_accuracy'))}</b>"), "", "", _pct(whole.get("coverage_at_98")),
+                     f"{ours[2]}; box IoU {whole.get('box_iou_mean', 0):.2f}; no-number photos read as a number "
+                     f"{_pct(whole.get('no_number_read_as_number'))}"])
     for name, value, data in PUBLISHED_SVHN:
         cover = _pct(GOODFELLOW_COVERAGE_AT_98) if name.startswith("Goodfellow") else ""
         rows.append([f"{name} (published)", _pct(value, 2), "", "", cover, data])
