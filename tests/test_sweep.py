@@ -99,6 +99,7 @@ def test_sweep_script_fails_in_one_line_without_data(tmp_path):
     assert run.returncode == 1 and run.stderr.startswith("error:") and run.stderr.count("\n") == 1
 
 
+@pytest.mark.xdist_group("synthetic")  # with the end-to-end tests: the session's synthetic data is made once
 def test_sweep_script_on_synthetic_data_end_to_end(synthetic_svhn, tmp_path):
     """All depths 1..7, both families, a few steps each, through the script: CSV, PNG and the table."""
     cmd = [sys.executable, str(REPO / "layer_sweep.py"), "--data", str(synthetic_svhn["h5"]), "--results-dir",
