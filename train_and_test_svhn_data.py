@@ -8,6 +8,8 @@ command resumes from the last checkpoint in results/<run-name>/.
   python train_and_test_svhn_data.py                                  # seed network, data/svhn_32x32.h5
   python train_and_test_svhn_data.py --data data/synthetic/svhn_32x32.h5 --steps 3000 --run-name synth
   python train_and_test_svhn_data.py --preset improved --run-name improved
+  python train_and_test_svhn_data.py --preset goodfellow --data data/svhn_64x64.h5   # preprocess --image-size 64
+  python train_and_test_svhn_data.py --preset ctc --data data/svhn_96x32.h5   # --image-size 32 --image-width 96
   TF_CONFIG='{"cluster":{"worker":["h1:2222","h2:2222"]},"task":{"type":"worker","index":0}}' \\
       python train_and_test_svhn_data.py --strategy multiworker       # run the same on every worker
 
@@ -89,7 +91,7 @@ def config_from_args(args, data_config: DataConfig) -> RunConfig:
     """The preset with the flags applied; the data's settings (and so the input size) from the data."""
     base = preset(args.preset)
     model = dataclasses.replace(
-        base.model, image_size=data_config.image_size, conv_depths=args.conv_depths, patch=args.patch,
+        base.model, image_size=data_config.image_size, image_width=data_config.image_width, conv_depths=args.conv_depths, patch=args.patch,
         lrn_alpha=args.lrn_alpha, lrn_beta=args.lrn_beta, fc_units=args.fc_units, keep_prob=args.keep_prob,
         batch_norm=args.batch_norm, convs_per_block=args.convs_per_block, augment=args.augment,
         augment_zoom=args.augment_zoom,

@@ -107,6 +107,7 @@ class Reader:
         except Exception as exc:  # a truncated or foreign file: say which and why, on one line
             raise HousenumError(f"cannot load model {path}: {exc}") from exc
         self.image_size = self.config.model.image_size
+        self.image_width = self.config.model.image_width  # None: square inputs
         self.path = path
 
     def describe(self) -> str:
@@ -124,7 +125,7 @@ class Reader:
 
     def warm_up(self) -> None:
         """Trace the inference function once, so that timings show reading, not tracing."""
-        self.read_arrays(np.zeros((1, self.image_size, self.image_size, 1), np.float32))
+        self.read_arrays(np.zeros((1,) + self.config.model.input_shape, np.float32))
 
 
 def find_finder(results_dir: Path | str = "results") -> Path | None:
@@ -152,19 +153,19 @@ class PhotoReader:
         """Readings of upright photos (any mode); boxes in the photos' own pixels."""
         from housenum.photo import image_to_input, union_box
 
-        size, margin = self.reader.image_size, self.reader.config.data.margin
+        size, width, margin = self.reader.image_size, self.reader.image_width, self.reader.config.data.margin
         found = self.finder.find(photos) if self.finder else [None] * len(photos)
         arrays, owner, crops = [], [], []
         for i, (im, f) in enumerate(zip(photos, found)):
             if f is not None and f.box is None:
                 continue  # the finder says there is no number: nothing to read
-            arrays.append(image_to_input(im, None, size))  # the photo as its own crop
+            arrays.append(image_to_input(im, None, size, width))  # the photo as its own crop
             owner.append(i)
             crops.append(None)
             if f is not None:
                 l, t, r, b = f.box
                 crop = union_box(np.array([[0, l, t, r - l, b - t]], float), im.width, im.height, margin)
-                arrays.append(image_to_input(im, crop, size))
+                arrays.append(image_to_input(im, crop, size, width))
                 owner.append(i)
                 crops.append(f.box)
         readings = [Reading("", found=None if f is None else f.score) for f in found]
