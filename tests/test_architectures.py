@@ -4,6 +4,7 @@ and loss, the in-model crop, and wider-than-tall inputs from the one shared crop
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import replace
 
 import h5py
@@ -261,3 +262,28 @@ def test_square_default_data_is_todays_arrays_and_a_width_makes_wide_ones(tmp_pa
         names = [n.decode().split("/", 1)[1] for n in f["test"]["names"][()]]
     np.testing.assert_array_equal(data.test[0], expected_rows(root / "svhn" / "test", names, wide))
     assert dataclasses.asdict(data.config)["image_width"] == 96
+
+
+def test_a_checkpoint_from_before_the_architectures_resumes(tmp_path, monkeypatch):
+    """Runs started before arch, image_width, crop and seq_units existed recorded configs without them:
+    they resume, since absent settings mean their defaults."""
+    new_keys = {"model": ("arch", "image_width", "crop", "seq_units"), "data": ("image_width",)}
+    real_to_json = C.RunConfig.to_json
+
+    def old_to_json(self):
+        d = json.loads(real_to_json(self))
+        for part, keys in new_keys.items():
+            for k in keys:
+                d[part].pop(k)
+        return json.dumps(d, indent=2, sort_keys=True)
+
+    cfg, data = small_run("seed", (32, 32), steps=4)
+    monkeypatch.setattr(C.RunConfig, "to_json", old_to_json)
+    Trainer(cfg, data, tmp_path / "r").fit()
+    monkeypatch.setattr(C.RunConfig, "to_json", real_to_json)
+    result = Trainer(replace(cfg, train=replace(cfg.train, steps=6)), data, tmp_path / "r").fit()
+    assert result["steps"] == 6
+    # a real difference in settings is still refused
+    with pytest.raises(HousenumError, match="different settings"):
+        Trainer(replace(cfg, model=replace(cfg.model, patch=3), train=replace(cfg.train, steps=8)), data,
+                tmp_path / "r").fit()
