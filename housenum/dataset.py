@@ -1,8 +1,8 @@
 """Dataset storage: the preprocessed arrays (`Data`) and the HDF5 file they live in.
 
 Storage: one HDF5 file written through h5py (already a dependency): `train/`, `valid/`, `test/` groups
-holding `images` float32 (N, S, S, 1) (or (N, S, W, 1) with `DataConfig.image_width`), `labels` int32 (N, 1 + max_digits) and `names`, plus the
-settings that made it (`config`: a `DataConfig`), the summary and the source files' sizes and times as
+holding `images` float32 (N, S, S, 1) (or (N, S, W, 1) with `DataConfig.image_width`), `labels` int32
+(N, 1 + max_digits) and `names`, plus the settings that made it (`config`: a `DataConfig`), the summary and the source files' sizes and times as
 attributes. It loads in a fraction of a second with no pickle (pickles execute code on load and break
 across Python versions), it can be written row block by row block (so memory stays bounded whatever
 the data size), and `h5py` slices read only what is asked.
