@@ -22,14 +22,31 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from housenum.config import BLANK, ModelConfig  # noqa: E402
+from housenum.errors import HousenumError  # noqa: E402
 
 OUTPUT = "ctc_logits"  # the output key the training loss and inference dispatch on
 CTC_BLANK = 10  # class index of the CTC blank: digits 0..9 keep their own index, as in the labels
 
 
+def columns(cfg: ModelConfig) -> int:
+    """Columns the network reads: the width halved (SAME pooling) by every conv block but the last."""
+    width = cfg.input_shape[1]
+    for _ in range(len(cfg.conv_depths) - 1):
+        width = (width + 1) // 2
+    return width
+
+
 def build_ctc_model(cfg: ModelConfig, name: str = "house_number_reader") -> keras.Model:
     """conv blocks -> columns -> (dense per column ->) bidirectional GRU -> per-column logits."""
     from housenum.model import LocalResponseNorm, conv_unit, input_layers
+
+    # a max_digits number of repeated digits ("11111") needs a blank between each pair: with fewer
+    # columns its CTC loss is infinite and training stops
+    if columns(cfg) < 2 * cfg.max_digits - 1:
+        raise HousenumError(
+            f"the ctc reader sees {columns(cfg)} columns in {cfg.input_shape[1]} px width, fewer than the "
+            f"{2 * cfg.max_digits - 1} a {cfg.max_digits}-digit number may need; use a wider input (--image-width)"
+        )
 
     init = keras.initializers.GlorotUniform
     inputs, x = input_layers(cfg)

@@ -77,6 +77,8 @@ def test_ctc_reads_columns_of_a_wider_than_tall_input():
     # 96 px wide, halved by every block but the last: 24 columns of 10 digits + the blank
     assert out[OUTPUT].shape == (3, 24, 11)
     assert type(layer(model, "sequence")).__name__ == "Bidirectional"
+    with pytest.raises(HousenumError, match="8 columns in 32 px width"):
+        build_model(replace(cfg, image_width=32))  # too narrow for five digits with blanks between
 
 
 def test_seed_network_is_unchanged():
