@@ -8,7 +8,8 @@ images are skipped and counted, never silently lost.
 
   python preprocess_svhn.py                               # data/svhn -> data/svhn_32x32.h5
   python preprocess_svhn.py --data-dir data/synthetic --results-dir results/synthetic
-  python preprocess_svhn.py --image-size 64 --margin 0.3 --valid-size 0.1
+  python preprocess_svhn.py --image-size 64 --margin 0.3 --valid-size 0.1   # --preset goodfellow's input
+  python preprocess_svhn.py --image-size 32 --image-width 96              # --preset ctc's: data/svhn_96x32.h5
 """
 
 from __future__ import annotations
@@ -34,9 +35,12 @@ def parse_args(argv=None):
     d = DataConfig()
     p = cli.make_parser(__doc__)
     p.add_argument("--data-dir", default="data", help="folder holding svhn/{train,test,extra}/")
-    p.add_argument("--out", default=None, help="output HDF5 file (default: <data-dir>/svhn_<S>x<S>.h5)")
+    p.add_argument("--out", default=None,
+                   help="output HDF5 file (default: <data-dir>/svhn_<S>x<S>.h5, or svhn_<W>x<S>.h5 with --image-width)")
     p.add_argument("--results-dir", default="results", help="where the summary JSON and histograms go")
-    p.add_argument("--image-size", type=int, default=d.image_size, help="side of the square crops, pixels")
+    p.add_argument("--image-size", type=int, default=d.image_size, help="side of the square crops (their height with --image-width), pixels")
+    p.add_argument("--image-width", type=int, default=d.image_width,
+                   help="width of wider-than-tall crops in pixels, e.g. 96 for --preset ctc (default: square)")
     p.add_argument("--margin", type=float, default=d.margin, help="union box growth, fraction of its size in total")
     p.add_argument("--valid-size", type=valid_size, default=d.valid_size,
                    help="validation rows held out of train: a count, or a fraction if below 1")
@@ -52,12 +56,14 @@ def main(argv=None) -> int:
     from housenum import plots
     from housenum.preprocess import format_table, preprocess_svhn
 
+    if args.image_width is not None and args.image_width < 8:
+        raise HousenumError(f"--image-width must be >= 8 (or left out for square crops), got {args.image_width}")
     if args.image_size < 8 or not 0 <= args.margin <= 3:
         raise HousenumError(f"--image-size must be >= 8 and --margin in [0, 3]; got {args.image_size}, {args.margin}")
-    cfg = replace(DataConfig(), image_size=args.image_size, margin=args.margin, valid_size=args.valid_size,
+    cfg = replace(DataConfig(), image_size=args.image_size, image_width=args.image_width, margin=args.margin, valid_size=args.valid_size,
                   use_extra=not args.no_extra, seed=args.seed)
     data_dir = Path(args.data_dir)
-    out = Path(args.out) if args.out else data_dir / f"svhn_{cfg.image_size}x{cfg.image_size}.h5"
+    out = Path(args.out) if args.out else data_dir / f"svhn_{cfg.image_width or cfg.image_size}x{cfg.image_size}.h5"
     summary = preprocess_svhn(data_dir / "svhn", out, cfg, workers=args.workers, progress=not args.no_progress)
     hist = summary.pop("histograms")
     results = Path(args.results_dir)

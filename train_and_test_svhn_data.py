@@ -8,6 +8,8 @@ command resumes from the last checkpoint in results/<run-name>/.
   python train_and_test_svhn_data.py                                  # seed network, data/svhn_32x32.h5
   python train_and_test_svhn_data.py --data data/synthetic/svhn_32x32.h5 --steps 3000 --run-name synth
   python train_and_test_svhn_data.py --preset improved --run-name improved
+  python train_and_test_svhn_data.py --preset goodfellow    # data/svhn_64x64.h5: preprocess --image-size 64
+  python train_and_test_svhn_data.py --preset ctc           # data/svhn_96x32.h5: --image-size 32 --image-width 96
   TF_CONFIG='{"cluster":{"worker":["h1:2222","h2:2222"]},"task":{"type":"worker","index":0}}' \\
       python train_and_test_svhn_data.py --strategy multiworker       # run the same on every worker
 
@@ -50,7 +52,7 @@ def build_parser(base: RunConfig) -> argparse.ArgumentParser:
     p = cli.make_parser(__doc__)
     p.add_argument("--preset", choices=sorted(PRESETS), default="seed", help="starting settings; flags override")
     g = p.add_argument_group("data and output")
-    g.add_argument("--data", default="data/svhn_32x32.h5", help="preprocessed HDF5 file (preprocess_svhn.py)")
+    g.add_argument("--data", default="data/svhn_{1}x{0}.h5".format(*m.input_shape), help="preprocessed HDF5 file (preprocess_svhn.py)")
     g.add_argument("--results-dir", default="results", help="runs go to <results-dir>/<run-name>/")
     g.add_argument("--run-name", default=None, help="run folder name (default: the preset's name)")
     g.add_argument("--fresh", action="store_true", help="delete the run folder and start over instead of resuming")
@@ -89,7 +91,7 @@ def config_from_args(args, data_config: DataConfig) -> RunConfig:
     """The preset with the flags applied; the data's settings (and so the input size) from the data."""
     base = preset(args.preset)
     model = dataclasses.replace(
-        base.model, image_size=data_config.image_size, conv_depths=args.conv_depths, patch=args.patch,
+        base.model, image_size=data_config.image_size, image_width=data_config.image_width, conv_depths=args.conv_depths, patch=args.patch,
         lrn_alpha=args.lrn_alpha, lrn_beta=args.lrn_beta, fc_units=args.fc_units, keep_prob=args.keep_prob,
         batch_norm=args.batch_norm, convs_per_block=args.convs_per_block, augment=args.augment,
         augment_zoom=args.augment_zoom,

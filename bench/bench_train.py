@@ -730,7 +730,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=300, help="timed training steps per run")
     parser.add_argument("--warmup", type=int, default=50, help="untimed steps first (tracing, caches, prefetch)")
     parser.add_argument("--batch-size", type=int, default=100, help="training batch (both implementations)")
-    parser.add_argument("--preset", default="seed", choices=sorted(PRESETS),
+    parser.add_argument("--preset", default="seed", choices=sorted(k for k in PRESETS if preset(k).model.input_shape == (32, 32, 1)),
                         help="network preset for ours (TF1-style runs only for the seed network)")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs; the best is reported")
     parser.add_argument("--images", type=int, default=20000, help="random training images (seeded)")

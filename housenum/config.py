@@ -2,7 +2,9 @@
 
 Presets are functions that derive settings instead of repeating them: `seed_network()` is the study's
 network and schedule, `smoke()` a CPU run of a few seconds for tests, `improved()` our attempt to beat the
-study. The layer-sweep variants live in `housenum.sweep`.
+study on a CPU budget, `goodfellow()` Goodfellow et al. 2014's network and `ctc()` a sequence reader of
+numbers of any length (`ModelConfig.arch` selects the network). The layer-sweep variants live in
+`housenum.sweep`.
 """
 
 from __future__ import annotations
@@ -17,13 +19,15 @@ from housenum.errors import HousenumError
 MAX_DIGITS = 5  # the study reads numbers of 1..5 digits; longer ones are dropped in preprocessing
 NUM_DIGIT_CLASSES = 10  # digits 0..9 (SVHN stores 0 as label 10; preprocessing maps it to 0)
 BLANK = 10  # label value for a digit position past the number's length ("blank")
+ARCHS = ("seed", "goodfellow", "ctc")  # the networks ModelConfig.arch selects
 
 
 @dataclass(frozen=True)
 class DataConfig:
     """How SVHN photos become training arrays (see housenum.preprocess)."""
 
-    image_size: int = 32  # study: 32x32 grayscale crops
+    image_size: int = 32  # study: 32x32 grayscale crops (the height when image_width is set)
+    image_width: int | None = None  # crop width in pixels; None: square (image_size); the ctc reader's is wider
     margin: float = 0.3  # the digits' union box grows by 30 % (15 % a side) before cropping, as Goodfellow et al.
     max_digits: int = MAX_DIGITS  # numbers with more digits are dropped and counted
     valid_size: float = 5684  # rows held out of train for validation (study: 5,684); a value < 1 is a fraction
@@ -35,7 +39,11 @@ class DataConfig:
 class ModelConfig:
     """The network. Defaults: the study's seed network (3 conv + LRN + max-pool, FC 128/64/16, 6 heads)."""
 
-    image_size: int = 32  # input is image_size x image_size x channels
+    # "seed": the study's network; "goodfellow": Goodfellow et al. 2014's deeper one (same heads); "ctc": a
+    # left-to-right sequence reader trained with CTC (housenum.ctc), which reads numbers of any length
+    arch: str = "seed"
+    image_size: int = 32  # input is image_size x image_size x channels (image_size is the height when image_width is set)
+    image_width: int | None = None  # input width; None: square
     channels: int = 1  # grayscale
     conv_depths: tuple[int, ...] = (16, 32, 64)  # one conv + LRN + 2x2 max-pool block per entry
     patch: int = 4  # conv kernel size (stride 1, SAME padding)
@@ -51,11 +59,31 @@ class ModelConfig:
     # training-only random zoom in or out by up to this fraction (0: off): with the shift, a number framed
     # loosely or tightly (by a user, or by the finder's box) reads as well as a training crop
     augment_zoom: float = 0.0
+    # training: a random crop x crop window of each input; inference: the centre one (0: off). Goodfellow
+    # et al. crop 54x54 out of 64x64; inside the model, so data and prediction share one input size
+    crop: int = 0
+    seq_units: int = 128  # ctc: units per direction of the bidirectional GRU that reads the columns
     max_digits: int = MAX_DIGITS  # number of digit heads; the length head has max_digits + 1 classes (0..5)
     num_classes: int = NUM_DIGIT_CLASSES  # classes per digit head
     task: str = "sequence"  # "sequence": length + digit heads (SVHN); "single": one class head (notMNIST)
 
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(height, width, channels) of the network's input."""
+        return self.image_size, self.image_width or self.image_size, self.channels
+
     def validate(self) -> None:
+        if self.arch not in ARCHS:
+            raise HousenumError(f"model arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
+        if self.arch != "seed" and self.task != "sequence":
+            raise HousenumError(f"the {self.arch} network reads numbers only (task 'sequence'), got task {self.task!r}")
+        if self.image_width is not None and self.image_width < 4:
+            raise HousenumError(f"model image_width must be at least 4 (or None for square), got {self.image_width}")
+        if self.crop and not 4 <= self.crop <= min(self.input_shape[:2]):
+            raise HousenumError(f"crop must be 0 or a side between 4 and the input's {min(self.input_shape[:2])}, "
+                                f"got {self.crop}")
+        if self.seq_units < 1:
+            raise HousenumError(f"seq_units must be positive, got {self.seq_units}")
         if self.task not in ("sequence", "single"):
             raise HousenumError(f"model task must be 'sequence' or 'single', got {self.task!r}")
         if self.image_size < 4 or self.channels < 1:
@@ -114,10 +142,14 @@ class RunConfig:
     def validate(self) -> "RunConfig":
         self.model.validate()
         self.train.validate()
-        if self.model.image_size != self.data.image_size:
+        # the one place model and data sizes are compared: width None means square on both sides
+        model_hw = self.model.input_shape[:2]
+        data_hw = (self.data.image_size, self.data.image_width or self.data.image_size)
+        if model_hw != data_hw:
+            width = "" if self.model.image_width is None else f" --image-width {self.model.image_width}"
             raise HousenumError(
-                f"the model takes {self.model.image_size}px inputs but the data holds {self.data.image_size}px "
-                f"images (preprocess with --image-size {self.model.image_size})"
+                f"the model takes {_hw(model_hw)} inputs but the data holds {_hw(data_hw)} images "
+                f"(preprocess with --image-size {self.model.image_size}{width})"
             )
         return self
 
@@ -135,6 +167,11 @@ class RunConfig:
             train=build_settings(TrainConfig, d.get("train", {})),
             data=build_settings(DataConfig, d.get("data", {})),
         )
+
+
+def _hw(hw: tuple[int, int]) -> str:
+    """32px for a square side, 32x96px (height x width) otherwise."""
+    return f"{hw[0]}px" if hw[0] == hw[1] else f"{hw[0]}x{hw[1]}px (height x width)"
 
 
 def build_settings(kind, values: dict[str, Any]):
@@ -163,7 +200,7 @@ def smoke(steps: int = 30) -> RunConfig:
 
 
 def improved() -> RunConfig:
-    """Our attempt to beat the study on a CPU budget: wider convs with batch norm, a wider FC stack,
+    """The project's CPU-budget network, kept as it is beside `goodfellow()` and `ctc()`: our attempt to beat the study on a CPU budget: wider convs with batch norm, a wider FC stack,
     no 16-unit bottleneck, momentum SGD, and training crops shifted and zoomed at random (as Goodfellow
     et al. took random 54x54 crops of 64x64 ones), so that loosely framed numbers read too. Same data
     pipeline and heads, so results compare directly."""
@@ -178,7 +215,43 @@ def improved() -> RunConfig:
     )
 
 
-PRESETS = {"seed": seed_network, "smoke": smoke, "improved": improved}
+def goodfellow() -> RunConfig:
+    """Goodfellow et al. 2014's network: 8 conv layers of 48/64/128/160/192/192/192/192 units with 5x5
+    kernels, 2x2 max pooling alternating stride 2 and 1, dropout on every hidden layer, two fully connected
+    layers of 3,072 and the same length + digit heads; 64x64 inputs, random 54x54 crops in training and the
+    centre one at test (preprocess with --image-size 64).
+
+    Not as published: batch normalisation stands in for their subtractive normalisation (Keras has none)
+    and plain ReLU for the first layer's maxout units; they trained asynchronous SGD on many machines,
+    this is momentum SGD on one."""
+    base = seed_network()
+    return dataclasses.replace(
+        base,
+        model=dataclasses.replace(
+            base.model, arch="goodfellow", image_size=64, crop=54, conv_depths=(48, 64, 128, 160, 192, 192, 192, 192),
+            patch=5, fc_units=(3072, 3072), batch_norm=True, keep_prob=0.85,
+        ),
+        train=dataclasses.replace(base.train, optimizer="momentum", learning_rate=0.01, decay_rate=0.9),
+        data=dataclasses.replace(base.data, image_size=64),
+    )
+
+
+def ctc() -> RunConfig:
+    """A sequence reader: conv blocks read the crop as columns left to right, a bidirectional GRU reads the
+    columns, and CTC over the ten digits trains it (housenum.ctc). Nothing in it counts digits, so it reads
+    numbers longer than five (up to about one digit per 4 px of width). 32 px high, 96 wide: preprocess
+    with --image-size 32 --image-width 96."""
+    base = seed_network()
+    return dataclasses.replace(
+        base,
+        model=dataclasses.replace(base.model, arch="ctc", image_width=96, conv_depths=(32, 64, 128), patch=3,
+                                  fc_units=(), batch_norm=True, keep_prob=0.8),
+        train=dataclasses.replace(base.train, optimizer="momentum", learning_rate=0.01, decay_rate=0.9, l2=0.0001),
+        data=dataclasses.replace(base.data, image_width=96),
+    )
+
+
+PRESETS = {"seed": seed_network, "smoke": smoke, "improved": improved, "goodfellow": goodfellow, "ctc": ctc}
 
 
 def preset(name: str) -> RunConfig:

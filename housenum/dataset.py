@@ -1,8 +1,8 @@
 """Dataset storage: the preprocessed arrays (`Data`) and the HDF5 file they live in.
 
 Storage: one HDF5 file written through h5py (already a dependency): `train/`, `valid/`, `test/` groups
-holding `images` float32 (N, S, S, 1), `labels` int32 (N, 1 + max_digits) and `names`, plus the
-settings that made it (`config`: a `DataConfig`), the summary and the source files' sizes and times as
+holding `images` float32 (N, S, S, 1) (or (N, S, W, 1) with `DataConfig.image_width`), `labels` int32
+(N, 1 + max_digits) and `names`, plus the settings that made it (`config`: a `DataConfig`), the summary and the source files' sizes and times as
 attributes. It loads in a fraction of a second with no pickle (pickles execute code on load and break
 across Python versions), it can be written row block by row block (so memory stays bounded whatever
 the data size), and `h5py` slices read only what is asked.
@@ -95,8 +95,9 @@ def load_svhn(path: Path | str, check_sources: bool = True) -> Data:
         except KeyError as exc:
             raise DataError(f"{path} lacks {exc}; run preprocess_svhn.py again") from exc
         summary = json.loads(h5.attrs["summary"])
-    if parts["train"][0].shape[1:3] != (cfg.image_size, cfg.image_size):
-        raise DataError(f"{path} says {cfg.image_size}px images but holds {parts['train'][0].shape[1:3]}; "
+    if parts["train"][0].shape[1:3] != (cfg.image_size, cfg.image_width or cfg.image_size):
+        raise DataError(f"{path} says {cfg.image_size}px images (width {cfg.image_width or 'square'}) but holds "
+                        f"{parts['train'][0].shape[1:3]}; "
                         f"run preprocess_svhn.py again")
     desc = (f"{summary.get('data', 'SVHN')} from {summary['source']} "
             f"({', '.join(f'{s} {len(v[0]):,}' for s, v in parts.items())} rows)")

@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from housenum import metrics as M  # noqa: E402
+from housenum.config import MAX_DIGITS  # noqa: E402
 
 
 def predict_logits(model: keras.Model, images: np.ndarray, batch: int = 1000) -> dict[str, np.ndarray]:
@@ -44,7 +45,17 @@ def evaluate(model: keras.Model, images: np.ndarray, labels: np.ndarray, batch: 
     out = predict_logits(model, images, batch)
     if "class" in out:
         return M.class_metrics(out["class"], labels)
-    return M.sequence_metrics(out["length"], out["digits"], labels)
+    return M.reading_metrics(*decode_readings(out), labels)
+
+
+def decode_readings(out: dict[str, np.ndarray], max_digits: int = MAX_DIGITS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(length, digits, confidence) from any number reader's logits: the one place the architectures'
+    outputs are told apart (CTC's per-column logits, or the length + digit heads)."""
+    from housenum import ctc
+
+    if ctc.OUTPUT in out:
+        return ctc.greedy_decode(out[ctc.OUTPUT], max_digits)
+    return M.decode(out["length"], out["digits"])
 
 
 def headline(m: dict) -> float:
@@ -56,5 +67,5 @@ def read_numbers(model: keras.Model, images: np.ndarray, batch: int = 64) -> tup
     """The number each input shows ("" when the model reads length 0) and the probability the model
     gives to that whole reading."""
     out = predict_logits(model, images, batch)
-    length, digits, conf = M.decode(out["length"], out["digits"])
+    length, digits, conf = decode_readings(out)
     return [M.reading_to_text(n, d) for n, d in zip(length, digits)], conf

@@ -82,7 +82,17 @@ def threshold_at_accuracy(correct: np.ndarray, confidence: np.ndarray, target: f
 
 def sequence_metrics(length_logits: np.ndarray, digit_logits: np.ndarray, labels: np.ndarray) -> dict:
     """Whole-sequence, length and per-digit accuracy and coverage at 98 % accuracy, as plain floats."""
-    length, digits, conf = decode(length_logits, digit_logits)
+    return reading_metrics(*decode(length_logits, digit_logits), labels)
+
+
+def reading_metrics(length: np.ndarray, digits: np.ndarray, conf: np.ndarray, labels: np.ndarray) -> dict:
+    """`sequence_metrics` of decoded readings (the triple `decode` returns, from any reader). A digit array
+    wider than the labels' (a sequence reader may read more than max_digits) is cut to the labels' width:
+    such a reading's length already differs from every label's, so it counts as wrong either way."""
+    width = labels.shape[1] - 1
+    if digits.shape[1] < width:
+        digits = np.pad(digits, ((0, 0), (0, width - digits.shape[1])), constant_values=BLANK)
+    digits = digits[:, :width]
     correct = sequence_correct(length, digits, labels)
     true_len = labels[:, 0]
     true_digits = labels[:, 1:]

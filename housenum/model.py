@@ -1,4 +1,8 @@
-"""The network: conv + LRN + max-pool blocks, a fully connected stack, and the reading heads.
+"""The networks: conv + LRN + max-pool blocks, a fully connected stack, and the reading heads.
+
+`ModelConfig.arch` selects the trunk: "seed" (the study's), "goodfellow" (Goodfellow et al. 2014's eight
+5x5 conv layers, pooling stride alternating 2 and 1) or "ctc" (a sequence reader, built in housenum.ctc).
+The first two share the fully connected stack and the heads below.
 
 Outputs are logits. For SVHN (`task="sequence"`) the model returns a dict with
 `length` (batch, max_digits + 1) and `digits` (batch, max_digits, 10): the study's six softmax heads,
@@ -83,12 +87,52 @@ class LocalResponseNorm(keras.layers.Layer):
         }
 
 
-def build_model(cfg: ModelConfig, name: str = "house_number_reader") -> keras.Model:
-    """Build the network described by `cfg` (validated first). Layers are named so the sweep, plots and
-    prediction can address them: conv1.., lrn1.., pool1.., fc1.., drop1.., length, digits / class."""
-    cfg.validate()
-    init = keras.initializers.GlorotUniform  # Xavier, as the study
-    inputs = keras.Input((cfg.image_size, cfg.image_size, cfg.channels), name="image")
+@keras.saving.register_keras_serializable(package="housenum")
+class RandomCentreCrop(keras.layers.Layer):
+    """A `size` x `size` window of each image: at a random place per image in training, the centre one at
+    inference. Keras's RandomCrop draws one place per batch and resizes the whole image at inference, which
+    is not Goodfellow et al.'s centre crop. The seed generator's state is a model variable, so a resumed
+    run draws the same crops."""
+
+    def __init__(self, size: int, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.size, self.seed = size, seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, x, training=False):
+        h, w = x.shape[1], x.shape[2]
+        if not training:
+            top, left = (h - self.size) // 2, (w - self.size) // 2
+            return x[:, top:top + self.size, left:left + self.size, :]
+        n = tf.shape(x)[0]
+        top = keras.random.randint((n, 1), 0, h - self.size + 1, seed=self.seed_generator)
+        left = keras.random.randint((n, 1), 0, w - self.size + 1, seed=self.seed_generator)
+        steps = tf.range(self.size)[None, :]
+        x = tf.gather(x, top + steps, axis=1, batch_dims=1)  # (n, size, w, c)
+        return tf.gather(x, left + steps, axis=2, batch_dims=1)  # (n, size, size, c)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.size, self.size, input_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size, "seed": self.seed}
+
+
+def conv_unit(x, depth: int, cfg: ModelConfig, suffix: str, init):
+    """conv -> (batch norm ->) ReLU, named conv<suffix> / bn<suffix> / relu<suffix>."""
+    x = keras.layers.Conv2D(
+        depth, cfg.patch, padding="same", activation=None if cfg.batch_norm else "relu",
+        kernel_initializer=init(), use_bias=not cfg.batch_norm, name=f"conv{suffix}",
+    )(x)
+    if cfg.batch_norm:
+        x = keras.layers.BatchNormalization(name=f"bn{suffix}")(x)
+        x = keras.layers.ReLU(name=f"relu{suffix}")(x)
+    return x
+
+
+def input_layers(cfg: ModelConfig):
+    """The input and the training-only augmentation every architecture shares: (inputs, x)."""
+    inputs = keras.Input(cfg.input_shape, name="image")
     x = inputs
     if cfg.augment:
         # training only (Keras random layers pass inputs through when training=False); the seed
@@ -97,20 +141,57 @@ def build_model(cfg: ModelConfig, name: str = "house_number_reader") -> keras.Mo
     if cfg.augment_zoom:
         # one factor for both axes: the number keeps its aspect ratio, only its framing changes
         x = keras.layers.RandomZoom((-cfg.augment_zoom, cfg.augment_zoom), fill_mode="nearest", name="zoom")(x)
+    if cfg.crop:
+        x = RandomCentreCrop(cfg.crop, name="crop")(x)
+    return inputs, x
+
+
+def build_model(cfg: ModelConfig, name: str = "house_number_reader") -> keras.Model:
+    """Build the network described by `cfg` (validated first). Layers are named so the sweep, plots and
+    prediction can address them: conv1.., lrn1.., pool1.., fc1.., drop1.., length, digits / class."""
+    cfg.validate()
+    if cfg.arch == "ctc":
+        from housenum.ctc import build_ctc_model  # its specifics live in one module
+
+        return build_ctc_model(cfg, name)
+    init = keras.initializers.GlorotUniform  # Xavier, as the study
+    inputs, x = input_layers(cfg)
+    if cfg.arch == "goodfellow":
+        x = _goodfellow_trunk(x, cfg, init)
+    else:
+        x = _seed_trunk(x, cfg, init)
+    return keras.Model(inputs, _fc_and_heads(x, cfg, init), name=name)
+
+
+def _seed_trunk(x, cfg: ModelConfig, init):
+    """The study's blocks: conv (x convs_per_block) + LRN (or batch norm) + 2x2 max-pool, stride 2."""
     for i, depth in enumerate(cfg.conv_depths, start=1):
         for j in range(cfg.convs_per_block):
-            suffix = f"{i}" if cfg.convs_per_block == 1 else f"{i}_{j + 1}"
-            x = keras.layers.Conv2D(
-                depth, cfg.patch, padding="same", activation=None if cfg.batch_norm else "relu",
-                kernel_initializer=init(), use_bias=not cfg.batch_norm, name=f"conv{suffix}",
-            )(x)
-            if cfg.batch_norm:
-                x = keras.layers.BatchNormalization(name=f"bn{suffix}")(x)
-                x = keras.layers.ReLU(name=f"relu{suffix}")(x)
+            x = conv_unit(x, depth, cfg, f"{i}" if cfg.convs_per_block == 1 else f"{i}_{j + 1}", init)
         if not cfg.batch_norm:
             x = LocalResponseNorm(cfg.lrn_radius, cfg.lrn_bias, cfg.lrn_alpha, cfg.lrn_beta, name=f"lrn{i}")(x)
         # SAME pooling: identical to VALID on 32x32 input, and takes 28x28 letters to 14, 7, 4
         x = keras.layers.MaxPooling2D(2, strides=2, padding="same", name=f"pool{i}")(x)
+    return x
+
+
+def _goodfellow_trunk(x, cfg: ModelConfig, init):
+    """Goodfellow et al. 2014: every conv layer is followed by normalisation, a 2x2 max-pool whose stride
+    alternates 2, 1, 2, 1.. (half the layers keep the size: eight layers without shrinking 54 px to
+    nothing) and dropout, as they drop out every hidden layer."""
+    for i, depth in enumerate(cfg.conv_depths, start=1):
+        x = conv_unit(x, depth, cfg, f"{i}", init)
+        if not cfg.batch_norm:
+            x = LocalResponseNorm(cfg.lrn_radius, cfg.lrn_bias, cfg.lrn_alpha, cfg.lrn_beta, name=f"lrn{i}")(x)
+        x = keras.layers.MaxPooling2D(2, strides=2 if i % 2 else 1, padding="same", name=f"pool{i}")(x)
+        if cfg.keep_prob < 1.0:
+            x = keras.layers.Dropout(1.0 - cfg.keep_prob, name=f"conv_drop{i}")(x)
+    return x
+
+
+def _fc_and_heads(x, cfg: ModelConfig, init) -> dict:
+    """Flatten, the fully connected stack with dropout, and the heads: one class head for letters, or
+    the length head and max_digits digit heads (one layer, split per position) for numbers."""
     x = keras.layers.Flatten(name="flatten")(x)
     for i, units in enumerate(cfg.fc_units, start=1):
         x = keras.layers.Dense(units, activation="relu", kernel_initializer=init(), name=f"fc{i}")(x)
@@ -123,7 +204,7 @@ def build_model(cfg: ModelConfig, name: str = "house_number_reader") -> keras.Mo
         digits = keras.layers.Dense(cfg.max_digits * cfg.num_classes, kernel_initializer=init(), name="digits")(x)
         digits = keras.layers.Reshape((cfg.max_digits, cfg.num_classes), name="digit_heads")(digits)
         outputs = {"length": length, "digits": digits}
-    return keras.Model(inputs, outputs, name=name)
+    return outputs
 
 
 def kernel_weights(model: keras.Model) -> list:

@@ -7,7 +7,8 @@ apart. For every photo, in order:
    project) are measured on the pixels as stored, before any EXIF orientation;
 2. EXIF orientation applied to what is left (phone photos are often stored sideways);
 3. grayscale (ITU-R 601-2 luma, Pillow's "L");
-4. resize to `image_size` x `image_size` (bilinear);
+4. resize to `image_size` x `image_size` (bilinear), or to `image_size` high and `width` wide for a
+   wider-than-tall input (the sequence reader's);
 5. per-image standardisation: subtract the image's mean, divide by its standard deviation. Per image
    rather than dataset-wide, so a user's photo needs no statistics from our training set and
    brightness/contrast differences between photos vanish.
@@ -69,10 +70,11 @@ def upright(image: Image.Image, turn: Image.Transpose | None) -> Image.Image:
 
 
 def image_to_input(image: Image.Image, box: tuple[int, int, int, int] | None = None,
-                   image_size: int = DataConfig.image_size) -> np.ndarray:
-    """A photo, optionally cropped to `box` (stored-pixel coordinates), as network input: float32 (S, S, 1)."""
+                   image_size: int = DataConfig.image_size, width: int | None = None) -> np.ndarray:
+    """A photo, optionally cropped to `box` (stored-pixel coordinates), as network input: float32 (S, S, 1),
+    or (S, width, 1) when `width` is given."""
     turn = orientation(image)
     if box is not None:
         image = image.crop(box)
-    gray = upright(image, turn).convert("L").resize((image_size, image_size), Image.BILINEAR)
+    gray = upright(image, turn).convert("L").resize((width or image_size, image_size), Image.BILINEAR)
     return standardize(np.asarray(gray, dtype=np.float32))[:, :, None]

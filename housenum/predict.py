@@ -109,6 +109,7 @@ class Reader:
         except Exception as exc:  # a truncated or foreign file: say which and why, on one line
             raise HousenumError(f"cannot load model {path}: {exc}") from exc
         self.image_size = self.config.model.image_size
+        self.image_width = self.config.model.image_width  # None: square inputs
         self.path = path
 
     def describe(self) -> str:
@@ -126,7 +127,7 @@ class Reader:
 
     def warm_up(self) -> None:
         """Trace the inference function once, so that timings show reading, not tracing."""
-        self.read_arrays(np.zeros((1, self.image_size, self.image_size, 1), np.float32))
+        self.read_arrays(np.zeros((1,) + self.config.model.input_shape, np.float32))
 
 
 def find_finder(results_dir: Path | str = "results") -> Path | None:
@@ -181,8 +182,8 @@ class PhotoReader:
         training margin alone (README, "Reading whole photos")."""
         from housenum.photo import image_to_input, union_box
 
-        size = self.reader.image_size
-        out = [image_to_input(im, None, size)]
+        size, width = self.reader.image_size, self.reader.image_width
+        out = [image_to_input(im, None, size, width)]
         if box is None:
             return out
         l, t, r, b = box
@@ -191,7 +192,7 @@ class PhotoReader:
             digits = np.array([[0, l + dx * w, t, w, h]], float)
             crop = union_box(digits, im.width, im.height, margin)
             if crop is not None:
-                out.append(image_to_input(im, crop, size))
+                out.append(image_to_input(im, crop, size, width))
         return out
 
 

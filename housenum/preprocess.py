@@ -93,8 +93,8 @@ def _stats(v: np.ndarray) -> dict:
 def _process_chunk(task):
     """Worker: load, crop and normalise a block of records. Returns arrays plus per-record status."""
     folder, names, box_list, cfg = task
-    size = cfg["image_size"]
-    images = np.zeros((len(names), size, size, 1), np.float32)
+    size, width = cfg["image_size"], cfg["image_width"]
+    images = np.zeros((len(names), size, width or size, 1), np.float32)
     status = []
     for i, (name, boxes) in enumerate(zip(names, box_list)):
         path = os.path.join(folder, name)
@@ -105,7 +105,7 @@ def _process_chunk(task):
                 if box is None:
                     status.append("empty_box")
                     continue
-                images[i] = image_to_input(im, box, size)
+                images[i] = image_to_input(im, box, size, width)
             status.append("ok")
         except FileNotFoundError:
             status.append("missing_image")
@@ -125,10 +125,11 @@ class _Record:
 class _Writer:
     """Appends rows to one split's resizable HDF5 datasets."""
 
-    def __init__(self, h5, split: str, size: int, width: int):
+    def __init__(self, h5, split: str, hw: tuple[int, int], width: int):
         g = h5.create_group(split)
-        self.images = g.create_dataset("images", (0, size, size, 1), np.float32, maxshape=(None, size, size, 1),
-                                       chunks=(min(CHUNK_ROWS, 64), size, size, 1))
+        h, w = hw
+        self.images = g.create_dataset("images", (0, h, w, 1), np.float32, maxshape=(None, h, w, 1),
+                                       chunks=(min(CHUNK_ROWS, 64), h, w, 1))
         self.labels = g.create_dataset("labels", (0, width), np.int32, maxshape=(None, width), chunks=(1024, width))
         self.names = g.create_dataset("names", (0,), "S32", maxshape=(None,), chunks=(1024,))
         self.n = 0
@@ -191,7 +192,8 @@ def _preprocess(svhn_root: Path, out_path: Path, cfg: DataConfig, present: dict[
     valid_names = _choose_valid(records["train"], svhn_root / "train", cfg)
     width = 1 + cfg.max_digits
     with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as h5:
-        writers = {s: _Writer(h5, s, cfg.image_size, width) for s in ("train", "valid", "test")}
+        hw = (cfg.image_size, cfg.image_width or cfg.image_size)
+        writers = {s: _Writer(h5, s, hw, width) for s in ("train", "valid", "test")}
         for split in splits:
             target = "test" if split == "test" else "train"
             for recs, images, status in _run(records[split], svhn_root / split, cfg, pool, progress, split):
@@ -250,7 +252,7 @@ def _choose_valid(train: list[_Record], folder: Path, cfg: DataConfig) -> set[st
 def _run(records: list[_Record], folder: Path, cfg: DataConfig, pool, progress: bool,
          split: str) -> Iterator[tuple[list[_Record], np.ndarray, list[str]]]:
     """Yield (records, images, status) block by block, in order, from `pool` (or in this process)."""
-    c = {"image_size": cfg.image_size, "margin": cfg.margin}
+    c = {"image_size": cfg.image_size, "image_width": cfg.image_width, "margin": cfg.margin}
     blocks = [records[i:i + CHUNK_ROWS] for i in range(0, len(records), CHUNK_ROWS)]
 
     def tasks():

@@ -166,6 +166,10 @@ def per_example_loss(outputs: dict, labels: tf.Tensor) -> tf.Tensor:
     """
     if "class" in outputs:
         return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=outputs["class"])
+    from housenum import ctc
+
+    if ctc.OUTPUT in outputs:  # the sequence reader: CTC over the label's digits (housenum.ctc)
+        return ctc.ctc_loss(outputs[ctc.OUTPUT], labels)
     length = labels[:, 0]
     digits = labels[:, 1:]
     n_pos = tf.shape(digits)[1]
@@ -213,7 +217,7 @@ class Trainer:
 
     def _check_data(self):
         m = self.cfg.model
-        want = (m.image_size, m.image_size, m.channels)
+        want = m.input_shape
         for split, (xs, ys) in (("train", self.data.train), ("valid", self.data.valid), ("test", self.data.test)):
             if tuple(xs.shape[1:]) != want:
                 raise DataError(f"{split} images are {'x'.join(map(str, xs.shape[1:]))} but the model expects "
@@ -302,7 +306,9 @@ class Trainer:
         if latest is None:
             return 0
         reader = tf.train.load_checkpoint(latest)
-        stored = json.loads(reader.get_tensor("config/.ATTRIBUTES/VARIABLE_VALUE").decode())
+        # through RunConfig, so settings added since (new fields at their defaults) compare equal
+        stored = RunConfig.from_dict(json.loads(reader.get_tensor("config/.ATTRIBUTES/VARIABLE_VALUE").decode())).to_dict()
+        stored = json.loads(json.dumps(stored))  # tuples as lists, as `mine` holds them
         mine = json.loads(self.cfg.to_json())
         for key in RESUMABLE_CHANGES:  # these change how long or how often, not what is learned
             stored["train"].pop(key, None)

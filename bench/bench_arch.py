@@ -1,0 +1,113 @@
+#!/usr/bin/env python3
+"""Benchmark: the architectures (seed, improved, goodfellow, ctc) on the same data for the same wall-clock budget.
+
+Each preset trains through `Trainer` (the loop every run uses) on a preprocessed file of the input size it
+needs, for about --budget-s seconds of training: a short calibration run measures its training images/s,
+and the real run gets the steps that rate fills the budget with (evaluation and checkpoints only at the
+end, so the budget goes to training), resumed with more steps while it has used less than 95 % of it. Reported: whole-sequence accuracy on the file's test split, coverage
+at 98 %, training images/s of the real run, parameters, steps and seconds; written to --out as JSON.
+
+  .venv/bin/python download_and_extract.py --synthetic 5000 --datasets svhn --data-dir /tmp/arch_syn --seed 0
+  .venv/bin/python preprocess_svhn.py --data-dir /tmp/arch_syn --valid-size 0.1 --results-dir /tmp/arch_syn/r32
+  .venv/bin/python preprocess_svhn.py --data-dir /tmp/arch_syn --valid-size 0.1 --image-size 64 --results-dir /tmp/arch_syn/r64
+  .venv/bin/python preprocess_svhn.py --data-dir /tmp/arch_syn --valid-size 0.1 --image-width 96 --results-dir /tmp/arch_syn/r96
+  .venv/bin/python bench/bench_arch.py --data-dir /tmp/arch_syn --budget-s 300
+
+Prints figures only; asserts nothing. The data file of each preset is <data-dir>/svhn_<W>x<H>.h5 at the
+preset's input size. Timings depend on the machine's load: note it beside the figures.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from housenum import cli  # noqa: E402
+from housenum.config import preset  # noqa: E402
+from housenum.errors import DataError  # noqa: E402
+
+ARCH_PRESETS = ("seed", "improved", "goodfellow", "ctc")
+
+
+def data_file(data_dir: Path, name: str) -> Path:
+    h, w, _ = preset(name).model.input_shape
+    return data_dir / f"svhn_{w}x{h}.h5"
+
+
+def run_one(name: str, data_dir: Path, work: Path, budget_s: float, calibrate_steps: int) -> dict:
+    from housenum.dataset import Data, load_svhn
+    from housenum.train import Trainer
+
+    path = data_file(data_dir, name)
+    if not path.is_file():
+        raise DataError(f"no {path}: preprocess at the input size --preset {name} needs (see --help)")
+    data = load_svhn(path)
+    base = preset(name)
+    cfg = dataclasses.replace(base, model=dataclasses.replace(base.model, image_size=data.config.image_size,
+                                                              image_width=data.config.image_width))
+
+    def train(steps: int, folder: str, every: int, data: Data, fresh: bool = True) -> Trainer:
+        c = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=steps, eval_every=every,
+                                                              checkpoint_every=steps))
+        t = Trainer(c, data, work / folder)
+        t.result = t.fit(fresh=fresh)
+        return t
+
+    # two log rows: the rate between them leaves out the first chunk's tracing
+    # (and a few evaluation rows only: the goodfellow network takes a minute to score the full splits)
+    few = Data(data.train, tuple(a[:50] for a in data.valid), tuple(a[:50] for a in data.test), data.description,
+               data.config, data.source)
+    first, second = train(2 * calibrate_steps, f"{name}_calibrate", calibrate_steps, few).runlog.history[-2:]
+    rate = calibrate_steps * cfg.train.batch_size / (second["elapsed_s"] - first["elapsed_s"])
+    steps = max(calibrate_steps, int(budget_s * rate / cfg.train.batch_size))
+    t0 = time.perf_counter()
+    run = train(steps, name, steps, data)
+    # a short calibration misjudges the steady rate (warm-up, load): resume the run with the steps its own
+    # rate says are left, until at least 95 % of the budget is spent
+    while run.result["train_seconds"] < 0.95 * budget_s:
+        done, seconds = run.result["steps"], run.result["train_seconds"]
+        steps = done + max(1, int((budget_s - seconds) * done / seconds))
+        run = train(steps, name, steps, data, fresh=False)
+    r, test = run.result, run.result["test"]
+    return {"preset": name, "input": "x".join(map(str, cfg.model.input_shape[:2])), "parameters": r["parameters"],
+            "steps": steps, "train_seconds": r["train_seconds"], "wall_seconds": round(time.perf_counter() - t0, 1),
+            "train_images_per_s": round(steps * cfg.train.batch_size / r["train_seconds"], 1),
+            "calibrated_images_per_s": round(rate, 1), "test_sequence_accuracy": test["sequence_accuracy"],
+            "test_length_accuracy": test["length_accuracy"], "coverage_at_98": test["coverage_at_98"],
+            "test_rows": test["n"], "data": data.description}
+
+
+def main(argv=None) -> int:
+    p = cli.make_parser(__doc__)
+    p.add_argument("--data-dir", default="/tmp/arch_syn", help="folder holding svhn_<W>x<H>.h5 per input size")
+    p.add_argument("--presets", default=",".join(ARCH_PRESETS), help="comma-separated presets to compare")
+    p.add_argument("--budget-s", type=float, default=300, help="training seconds per preset")
+    p.add_argument("--calibrate-steps", type=cli.positive_int, default=5,
+                   help="the calibration runs 2x this many steps and times the second half")
+    p.add_argument("--work-dir", default="/tmp/bench_arch", help="run folders go here")
+    p.add_argument("--out", default="/tmp/bench_arch/results.json", help="the figures as JSON")
+    args = p.parse_args(argv)
+    from housenum.atomic import write_json
+
+    rows = []
+    print(f"budget {args.budget_s:.0f} s per preset; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    for name in args.presets.split(","):
+        row = run_one(name, Path(args.data_dir), Path(args.work_dir), args.budget_s, args.calibrate_steps)
+        row["load_average_after"] = round(os.getloadavg()[0], 1)
+        rows.append(row)
+        print(f"{name:<11} {row['input']:>6} {row['parameters']:>11,} params {row['steps']:>6} steps "
+              f"{row['train_seconds']:>6.0f} s {row['train_images_per_s']:>7.1f} img/s  test seq acc "
+              f"{row['test_sequence_accuracy']:.4f}  cov@98 {row['coverage_at_98']:.4f}  "
+              f"(load {row['load_average_after']})", flush=True)
+        write_json(Path(args.out), {"budget_s": args.budget_s, "cores": os.cpu_count(), "rows": rows})
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run(main, sys.argv[1:])
