@@ -40,8 +40,6 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from PIL import Image
-
     from housenum.predict import (PhotoReader, Reader, check_path, collect_paths, draw_reading, find_finder,
                                   find_model, read_photos)
 
@@ -64,7 +62,7 @@ def main(argv=None) -> int:
         finder = Finder(finder_path)
     photo_reader = PhotoReader(Reader(model_path), finder)
     print(f"model: {photo_reader.describe()}", file=sys.stderr)
-    photo_reader.read_images([Image.new("L", (64, 48))])  # warm-up: timings show reading, not tracing
+    photo_reader.warm_up()
     t0 = time.perf_counter()
     readings = read_photos(photo_reader, paths, args.batch_size)
     elapsed = time.perf_counter() - t0

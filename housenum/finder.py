@@ -402,7 +402,9 @@ def predict_cells(model, x: np.ndarray, batch: int = 256) -> np.ndarray:
 
     fn = getattr(model, "_housenum_cells", None)
     if fn is None:
-        fn = tf.function(lambda t: model(t, training=False), reduce_retracing=True)
+        # one trace for any batch size: a retrace per new batch size would cost ~50 ms on a user's first photos
+        spec = tf.TensorSpec((None,) + tuple(model.input_shape[1:]), tf.float32)
+        fn = tf.function(lambda t: model(t, training=False), input_signature=[spec])
         model._housenum_cells = fn
     parts = [fn(tf.constant(x[a:a + batch], tf.float32)).numpy() for a in range(0, len(x), batch)]
     return np.concatenate(parts) if parts else np.zeros((0, 1, 1, 5), np.float32)

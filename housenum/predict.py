@@ -151,6 +151,13 @@ class PhotoReader:
         finder = f"finder {self.finder.path}" if self.finder else "no finder: whole photos are read as crops"
         return f"{self.reader.describe()}; {finder}; abstains below confidence {self.threshold:.3f}"
 
+    def warm_up(self) -> None:
+        """Trace both networks once, so that timings show reading, not tracing (a blank photo alone would
+        stop at the finder and leave the reader untraced)."""
+        self.reader.warm_up()
+        if self.finder:
+            self.finder.find([Image.new("L", (64, 48))])
+
     def read_images(self, photos: Sequence[Image.Image]) -> list[Reading]:
         """Readings of upright photos (any mode); boxes in the photos' own pixels."""
         found = self.finder.find(photos) if self.finder else [None] * len(photos)
