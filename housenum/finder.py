@@ -374,14 +374,15 @@ class Finder:
             model = keras.saving.load_model(model_path, compile=False)
         except Exception as exc:  # a truncated or foreign file: say which and why, on one line
             raise HousenumError(f"cannot load finder {model_path}: {' '.join(str(exc).split())}") from None
-        self.cfg = FinderConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["config"].items()})
+        from housenum.config import build_settings
+
+        self.cfg = build_settings(FinderConfig, meta["config"])
         if tuple(model.input_shape[1:]) != (self.cfg.input_size, self.cfg.input_size, 1):
             raise HousenumError(f"{model_path}: input {model.input_shape[1:]} does not match finder.json's "
                                 f"input_size {self.cfg.input_size}")
         self.model, self.meta, self.path = model, meta, folder
         self.threshold = float(meta["threshold"])
         self.refine = bool(meta.get("refine", False))
-        self._fn = None
 
     def predict(self, x: np.ndarray, batch: int = 256) -> np.ndarray:
         return predict_cells(self.model, x, batch)
