@@ -267,7 +267,7 @@ def _clip_box(box: Sequence[float], size: tuple[int, int]) -> Box | None:
 def _distractors(rng: np.random.Generator, img: Image.Image, keep_clear: Box | None, count: int,
                  allow_patch: bool) -> None:
     """Draw `count` things that are not house numbers, never over `keep_clear` (the number's box, grown)."""
-    from housenum.synthetic import _font, _font_path, DEFAULT_FONTS
+    from housenum.synthetic import DEFAULT_FONTS, _font, pick_face
 
     w, h = img.size
     draw = ImageDraw.Draw(img)
@@ -298,12 +298,12 @@ def _distractors(rng: np.random.Generator, img: Image.Image, keep_clear: Box | N
             plate = int(rng.integers(0, 256))
             draw.rectangle(rect, fill=plate)
             word = SIGN_WORDS[int(rng.integers(len(SIGN_WORDS)))]
-            font_path = _font_path(DEFAULT_FONTS[int(rng.integers(len(DEFAULT_FONTS)))])
+            face = pick_face(rng, DEFAULT_FONTS)
             size = max(6, int(bh * rng.uniform(0.35, 0.7)))
-            font = _font(font_path, size)
+            font = _font(face, size)
             tb = font.getbbox(word)
             if tb[2] - tb[0] > bw * 0.95:  # shrink the word to its plate
-                font = _font(font_path, max(6, int(size * bw * 0.95 / max(1, tb[2] - tb[0]))))
+                font = _font(face, max(6, int(size * bw * 0.95 / max(1, tb[2] - tb[0]))))
                 tb = font.getbbox(word)
             ink = (plate + int(rng.integers(70, 186))) % 256
             draw.text((x0 + (bw - (tb[2] - tb[0])) / 2 - tb[0], y0 + (bh - (tb[3] - tb[1])) / 2 - tb[1]), word,

@@ -56,14 +56,30 @@ FIXED_MTIME = 1_300_000_000  # tar member mtime (2011-03-13, the SVHN release ye
 MATLAB_CREATED = "Fri Mar 11 12:00:00 2011"  # digitStruct.mat header date, fixed for byte-identical output
 LETTERS = "ABCDEFGHIJ"  # notMNIST classes
 
-# matplotlib's bundled TrueType fonts that have ordinary lining digits and Latin capitals.
-DEFAULT_FONTS = (
-    "DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf", "DejaVuSans-BoldOblique.ttf",
-    "DejaVuSansMono.ttf", "DejaVuSansMono-Bold.ttf", "DejaVuSansMono-Oblique.ttf", "DejaVuSansMono-BoldOblique.ttf",
-    "DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf", "DejaVuSerif-Italic.ttf", "DejaVuSerif-BoldItalic.ttf",
-    "STIXGeneral.ttf", "STIXGeneralBol.ttf", "STIXGeneralItalic.ttf", "STIXGeneralBolIta.ttf",
-    "cmr10.ttf", "cmb10.ttf", "cmss10.ttf", "cmti10.ttf", "cmtt10.ttf",
+# Typefaces of the numbers, each entry a family drawn with equal chance: a file in matplotlib's bundled fonts
+# (mpl-data/fonts/ttf), an absolute path, or "fontpkg:<slug>", a font family from the pinned pip package
+# fontpkg-<slug> (requirements.txt), so that the data are the same on every machine. House numbers are
+# painted by hand, cut from plates, cast or printed: handwriting and marker, condensed, stencil-like,
+# slab and serif, plate and signage (DIN-like) and rounded faces. Faces with old-style (descending)
+# figures are left out: their '3 4 5 7 9' drop below the line, which house numbers seldom do.
+MPL_FONTS = (
+    "DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSansMono-Bold.ttf", "DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf",
+    "STIXGeneral.ttf", "STIXGeneralBol.ttf", "cmr10.ttf", "cmss10.ttf",
 )
+FONTPKG_FAMILIES = (
+    # handwriting, brush and marker
+    "caveat", "indie-flower", "kalam", "permanent-marker", "shadows-into-light", "delius", "dancing-script",
+    # condensed and narrow
+    "oswald", "bebas-neue", "anton", "barlow-condensed", "roboto-condensed", "fjalla-one", "teko",
+    "pt-sans-narrow", "archivo-narrow", "yanone-kaffeesatz",
+    # stencil-like, slab and serif
+    "black-ops-one", "roboto-slab", "alfa-slab-one", "arvo", "libre-baskerville", "bitter", "abril-fatface",
+    # plate and signage, geometric and rounded
+    "overpass", "barlow", "public-sans", "saira", "share-tech", "russo-one", "chakra-petch", "varela-round",
+    "fredoka", "comfortaa", "montserrat",
+)
+DEFAULT_FONTS = MPL_FONTS + tuple(f"fontpkg:{slug}" for slug in FONTPKG_FAMILIES)
+MIN_WEIGHT = 300  # thinner weights (Thin, ExtraLight) vanish at 32x32 and are rare on house numbers
 
 SEE_BBOXES_M = """load digitStruct.mat
 for i = 1:length(digitStruct)
@@ -89,7 +105,7 @@ class SyntheticConfig:
     the rest (margins, colours, degradations) is set here. Pixel figures are in final-image pixels."""
 
     # --- content
-    fonts: tuple[str, ...] = DEFAULT_FONTS  # file names in matplotlib's mpl-data/fonts/ttf, or absolute paths
+    fonts: tuple[str, ...] = DEFAULT_FONTS  # font families, drawn with equal chance: see DEFAULT_FONTS
     stats_path: str | None = None  # label statistics JSON; None = the bundled resources/svhn_label_stats.json
     max_length: int = 5  # lengths are drawn from the real 1..max_length distribution (the study reads <= 5)
     six_digit_share: float = 0.0  # share of 6-digit numbers, to exercise preprocessing's drop logic; off by default
@@ -99,6 +115,10 @@ class SyntheticConfig:
     max_ink_overlap: float = 0.05  # neighbouring digits' ink may overlap by at most this many box heights
     bold_prob: float = 0.3  # chance of thickening strokes beyond the font's own weight
     outline_prob: float = 0.12  # chance of an outline or drop shadow in a third colour (painted numbers)
+    emboss_prob: float = 0.08  # chance of raised or cast digits: lit edge on one side, shadow on the other
+    mounted_prob: float = 0.25  # chance that the digits are mounted one by one: each its own tilt, height, size
+    mounted_tilt_deg: float = 7.0  # standard deviation of a mounted digit's own rotation (clipped at 2 sd)
+    stencil_prob: float = 0.04  # chance of stencil lettering: strokes cut by a gap down each digit's middle
     # --- image frame (real full images are 2-9x wider than the number and 1.2-2.3x taller; 10 mirror images)
     margin_x: tuple[float, float] = (1.1, 0.9)  # left/right margin in box heights: lognormal (median, sigma)
     margin_y: tuple[float, float] = (0.3, 0.6)  # top/bottom margin in box heights: lognormal (median, sigma)
@@ -107,6 +127,9 @@ class SyntheticConfig:
     # --- colour and surroundings
     contrast: tuple[float, float] = (0.15, 0.8)  # |luminance(digits) - luminance(background)| at severity 1 .. 0
     plate_prob: float = 0.45  # chance of a plate (rectangle of its own colour) behind the number
+    tile_prob: float = 0.1  # chance of one tile or plate per digit (tiled and enamel numbers) instead
+    metal_prob: float = 0.1  # chance of metal digits (brass, steel): shading that runs across the digits
+    glare_prob: float = 0.1  # chance of glare from glass or gloss: a soft bright band over the image
     texture_strength: float = 0.5  # background texture amplitude, as a fraction of the digits' contrast
     clutter_prob: float = 0.75  # chance of clutter: other digits/letters, lines, frames, blobs beside the number
     max_clutter: int = 4  # at most this many clutter items
@@ -119,6 +142,8 @@ class SyntheticConfig:
     # loss together, so that images range from clean to hard without every loss peaking at once
     severity: tuple[float, float] = (2.0, 4.0)  # Beta parameters (mean 1/3)
     blur: tuple[float, float] = (0.0, 0.045)  # Gaussian blur sigma in box heights, at severity 0 .. 1
+    defocus_prob: float = 0.06  # chance of a badly focused or moving shot: blur of defocus_blur box heights
+    defocus_blur: tuple[float, float] = (0.05, 0.11)
     lowres_prob: float = 0.3  # chance of down- then up-sampling (a small, upscaled crop as many SVHN images are)
     noise: tuple[float, float] = (0.0, 0.06)  # Gaussian pixel noise sigma on a 0..1 scale, at severity 0 .. 1
     jpeg_prob: float = 0.5  # chance of a JPEG round trip (Street View imagery was JPEG-compressed)
@@ -133,12 +158,14 @@ class SyntheticConfig:
             raise HousenumError(f"SyntheticConfig.max_length: expected 1..5, got {self.max_length}")
         if not 0.0 <= self.six_digit_share <= 1.0:
             raise HousenumError(f"SyntheticConfig.six_digit_share: expected 0..1, got {self.six_digit_share}")
-        for name in ("bold_prob", "outline_prob", "edge_touch_prob", "plate_prob", "clutter_prob",
-                     "light_prob", "lowres_prob", "jpeg_prob"):
+        for name in ("bold_prob", "outline_prob", "emboss_prob", "mounted_prob", "stencil_prob", "edge_touch_prob",
+                     "plate_prob", "tile_prob", "metal_prob", "glare_prob", "clutter_prob", "light_prob",
+                     "defocus_prob", "lowres_prob", "jpeg_prob"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise HousenumError(f"SyntheticConfig.{name}: expected a probability 0..1, got {value}")
-        for name in ("ink_fill", "ink_width", "severity", "margin_x", "margin_y", "contrast", "blur", "noise", "jpeg_quality"):
+        for name in ("ink_fill", "ink_width", "severity", "margin_x", "margin_y", "contrast", "blur", "defocus_blur",
+                     "noise", "jpeg_quality"):
             lo, hi = getattr(self, name)
             if name not in ("margin_x", "margin_y", "severity") and lo > hi:
                 raise HousenumError(f"SyntheticConfig.{name}: expected (low, high) with low <= high, got {(lo, hi)}")
@@ -261,7 +288,9 @@ def write_notmnist_folder(out_dir: str | os.PathLike, per_class: int, seed: int 
     tmp = Path(tempfile.mkdtemp(dir=out_dir, prefix=f".{name}.tmp-"))
     try:
         os.chmod(tmp, 0o755)
-        fonts = [_font_path(f) for f in SyntheticConfig().fonts]
+        fonts = SyntheticConfig().fonts
+        for entry in fonts:
+            font_family(entry)  # a missing font package stops here, before any letter is drawn
         for c, letter in enumerate(LETTERS):
             (tmp / letter).mkdir()
             for i in range(per_class):
@@ -381,7 +410,7 @@ def contact_sheet(count: int = 40, seed: int = 0, config: SyntheticConfig = Synt
     cw, ch = cell
     sheet = Image.new("RGB", (columns * (cw + 4) + 4, rows * (ch + 18) + 4), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
-    label_font = ImageFont.truetype(str(_font_path("DejaVuSans.ttf")), 11)
+    label_font = _font(Face(_font_path("DejaVuSans.ttf")), 11)
     for k in range(count):
         rng = image_rng(seed, "sheet", k + 1)
         digits = sample_digits(rng, config)
@@ -462,7 +491,15 @@ def _font_dir() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "mpl-data" / "fonts" / "ttf"
 
 
-@functools.lru_cache(maxsize=64)
+@dataclass(frozen=True)
+class Face:
+    """One font file at one point of its variation axes (weight, width); axes () = the file's default."""
+
+    path: Path
+    axes: tuple[float, ...] = ()
+
+
+@functools.lru_cache(maxsize=256)
 def _font_path(name: str) -> Path:
     path = Path(name) if os.path.isabs(name) else _font_dir() / name
     if not path.is_file():
@@ -471,15 +508,72 @@ def _font_path(name: str) -> Path:
     return path
 
 
-@functools.lru_cache(maxsize=1024)
-def _font(path: Path, size: int) -> ImageFont.FreeTypeFont:
-    return ImageFont.truetype(str(path), size)
+@functools.lru_cache(maxsize=256)
+def font_family(entry: str) -> tuple[Path, ...]:
+    """The font files of one `SyntheticConfig.fonts` entry (see DEFAULT_FONTS); thin weights left out."""
+    if not entry.startswith("fontpkg:"):
+        return (_font_path(entry),)
+    slug = entry.split(":", 1)[1]
+    module = "fontpkg_" + slug.replace("-", "_")
+    spec = importlib.util.find_spec(module) if slug and "." not in slug else None
+    if spec is None or spec.origin is None:
+        raise DataError(f"font {entry!r}: the font package fontpkg-{slug} is not installed "
+                        f"(pip install -r requirements.txt)")
+    root = Path(spec.origin).parent
+    try:
+        meta = json.loads((root / "metadata.json").read_text())
+        files = [f for f in meta["files"] if f.get("variable") or (f.get("weight") or 400) >= MIN_WEIGHT]
+        paths = tuple(root / f["path"] for f in files)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"font {entry!r}: {root / 'metadata.json'} is unreadable ({exc}); reinstall fontpkg-{slug}")
+    if not paths or not all(p.is_file() for p in paths):
+        raise DataError(f"font {entry!r}: fontpkg-{slug} lists font files that are missing; reinstall it")
+    return paths
 
 
-@functools.lru_cache(maxsize=64)
-def _digit_ink_height(path: Path) -> float:
-    """Ink height of the font's tallest digit per pixel of font size (measured once at size 200)."""
-    font = _font(path, 200)
+@functools.lru_cache(maxsize=256)
+def _axis_ranges(path: Path) -> tuple[tuple[float, float, float], ...]:
+    """(low, high, step) to draw each variation axis from; () for a font without axes."""
+    try:
+        axes = ImageFont.truetype(str(path), 20).get_variation_axes()
+    except OSError:  # not a variable font
+        return ()
+    ranges = []
+    for axis in axes:
+        name = axis["name"].decode() if isinstance(axis["name"], bytes) else str(axis["name"])
+        lo, hi, default = float(axis["minimum"]), float(axis["maximum"]), float(axis["default"])
+        if name.lower() == "weight":
+            ranges.append((max(lo, min(hi, MIN_WEIGHT)), hi, 50.0))
+        elif name.lower() == "width":
+            ranges.append((max(lo, min(hi, 75.0)), hi, 12.5))
+        else:
+            ranges.append((default, default, 1.0))
+    return tuple(ranges)
+
+
+def pick_face(rng: np.random.Generator, fonts: Sequence[str]) -> Face:
+    """A random family of `fonts`, a random file of it and, for a variable font, a random weight and width
+    (on a coarse grid, so that rendered glyphs can be cached)."""
+    paths = font_family(fonts[int(rng.integers(len(fonts)))])
+    path = paths[int(rng.integers(len(paths)))]
+    ranges = _axis_ranges(path)
+    if not ranges:
+        return Face(path)
+    return Face(path, tuple(float(lo + step * rng.integers(0, int((hi - lo) / step) + 1)) for lo, hi, step in ranges))
+
+
+@functools.lru_cache(maxsize=2048)
+def _font(face: Face, size: int) -> ImageFont.FreeTypeFont:
+    font = ImageFont.truetype(str(face.path), size)
+    if face.axes:
+        font.set_variation_by_axes(list(face.axes))
+    return font
+
+
+@functools.lru_cache(maxsize=512)
+def _digit_ink_height(face: Face) -> float:
+    """Ink height of the face's tallest digit per pixel of font size (measured once at size 200)."""
+    font = _font(face, 200)
     tops, bottoms = [], []
     for ch in "0123456789":
         box = font.getbbox(ch)
@@ -488,9 +582,9 @@ def _digit_ink_height(path: Path) -> float:
     return (max(bottoms) - min(tops)) / 200
 
 
-def _glyph(ch: str, path: Path, size: int, stroke: int) -> tuple[np.ndarray, int, int]:
+def _glyph(ch: str, face: Face, size: int, stroke: int) -> tuple[np.ndarray, int, int]:
     """Tight ink mask (float32 0..1) of one character, and its left/top offsets from the pen origin."""
-    font = _font(path, size)
+    font = _font(face, size)
     x0, y0, x1, y1 = font.getbbox(ch, stroke_width=stroke)
     pad = 2
     img = Image.new("L", (x1 - x0 + 2 * pad, y1 - y0 + 2 * pad), 0)
@@ -618,6 +712,26 @@ def _composite(img: np.ndarray, mask: np.ndarray, colour: np.ndarray) -> None:
     img += m * colour
 
 
+def _stencil(mask: np.ndarray) -> np.ndarray:
+    """Stencil lettering: a gap down the glyph's middle, bridged only across its middle band."""
+    h, w = mask.shape
+    gap = max(1, int(round(0.07 * w)))
+    out = mask.copy()
+    x0 = (w - gap) // 2
+    out[: int(0.42 * h), x0: x0 + gap] = 0
+    out[int(0.58 * h):, x0: x0 + gap] = 0
+    return out
+
+
+def _bands(rng: np.random.Generator, size: tuple[int, int], scale: float) -> np.ndarray:
+    """Smooth bright and dark bands in a random direction, -1..1 (metal sheen, glare): (h, w) float32."""
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    a = rng.uniform(0, np.pi)
+    t = (xx * np.cos(a) + yy * np.sin(a)) / max(scale, 1.0)
+    return np.sin(t * rng.uniform(0.6, 1.6) + rng.uniform(0, 2 * np.pi)).astype(np.float32)
+
+
 class _Renderer:
     """One image: layout in a working resolution (>= ~48 px box height), warp, composite, downsample."""
 
@@ -671,18 +785,20 @@ class _Renderer:
         growth = (sin + abs(shear) + 1.2 * cfg.perspective) * hb  # how much wider each box gets
         box_w = np.maximum((target_w - growth) / cos, 0.12 * hb)
         aspects = box_w / hb
-        font_path = _font_path(cfg.fonts[int(rng.integers(len(cfg.fonts)))])
+        face = pick_face(rng, cfg.fonts)
         ink_h = hb * rng.uniform(*cfg.ink_fill)
-        size = max(6, int(round(ink_h / _digit_ink_height(font_path))))
+        size = max(6, int(round(ink_h / _digit_ink_height(face))))
         stroke = int(round(rng.uniform(0.02, 0.045) * size)) if rng.random() < cfg.bold_prob else 0
 
-        glyphs = [_glyph(str(d), font_path, size, stroke) for d in digits]
+        glyphs = [_glyph(str(d), face, size, stroke) for d in digits]
         natural = np.array([g[0].shape[1] for g in glyphs], dtype=np.float64)
         fill = rng.uniform(*cfg.ink_width)
         # One horizontal scale for the whole number (condensed or wide lettering) so that its digits'
         # boxes follow the real width/height distribution; '1' is excluded: its boxes are looser.
         ref = [i for i, d in enumerate(digits) if d != 1] or list(range(n))
         hscale = float(np.clip(np.median([aspects[i] * hb * fill / natural[i] for i in ref]), 0.55, 1.6))
+        mounted = rng.random() < cfg.mounted_prob
+        stencil = rng.random() < cfg.stencil_prob
         masks, tops = [], []
         for i, (mask, _, top) in enumerate(glyphs):
             # A glyph wider than its drawn box (a serif '1' in a narrow box) is squeezed to fit it.
@@ -690,6 +806,10 @@ class _Renderer:
             if w != mask.shape[1]:
                 mask = np.asarray(Image.fromarray(np.round(mask * 255).astype(np.uint8)).resize(
                     (w, mask.shape[0]), Image.BILINEAR), dtype=np.float32) / 255.0
+            if stencil:
+                mask = _stencil(mask)
+            if mounted:
+                mask, top = self._mount(mask, top)
             masks.append(mask)
             tops.append(top)
         box_w = np.maximum(aspects * hb, np.array([m.shape[1] for m in masks]) + 2 * 0.015 * hb)
@@ -700,6 +820,8 @@ class _Renderer:
         dys = self._q(st["dy"], _correlated_u(rng, n - 1, corr.get("dy", 0.2))) * hb if n > 1 else np.zeros(0)
         # Rotation tilts the boxes too; shrink the drawn jitter so the combined spread stays realistic.
         ys = np.concatenate([[0.0], np.cumsum(dys * 0.7)])
+        if mounted:  # digits screwed on one by one sit a little off the line
+            ys = ys + rng.normal(0, 0.05, size=n) * hb
         xs = np.concatenate([[0.0], np.cumsum(box_w[:-1] + gaps)])
         ink_top = min(tops)
         ink_bottom = max(t + m.shape[0] for t, m in zip(tops, masks))
@@ -769,7 +891,8 @@ class _Renderer:
         # --- colours: the digits against their immediate background (a plate or the wall)
         near_bg, fg = _colour_pair(rng, self._level(cfg.contrast[1], cfg.contrast[0]))
         contrast = abs(_luminance(near_bg) - _luminance(fg))
-        plate = rng.random() < cfg.plate_prob
+        tiles = rng.random() < cfg.tile_prob
+        plate = tiles or rng.random() < cfg.plate_prob
         if plate:
             wall = _random_colour(rng, float(rng.uniform(0.05, 0.95)))
         else:
@@ -781,23 +904,30 @@ class _Renderer:
         canvas += (amp * tex)[..., None] * rng.uniform(0.7, 1.0, size=3).astype(np.float32)
 
         if rng.random() < cfg.clutter_prob:
-            self._clutter(canvas, zone, hb, font_path, wall, contrast)
+            self._clutter(canvas, zone, hb, face, wall, contrast)
 
         if plate:
-            pad = rng.uniform(0.08, 0.6, size=4) * hb
-            pl = np.zeros((lh, lw), np.float32)
-            px0, py0 = max(0, int(ux0 - pad[0])), max(0, int(uy0 - pad[1]))
-            px1, py1 = min(lw, int(ux1 + pad[2])), min(lh, int(uy1 + pad[3]))
+            if tiles:  # one tile per digit, a narrow joint between neighbours
+                pad = np.r_[rng.uniform(0.04, 0.2, size=2), rng.uniform(0.04, 0.2, size=2)] * hb
+                rects = [(bx0_ - pad[0], by0_ - pad[1], bx1_ + pad[2], by1_ + pad[3])
+                         for bx0_, by0_, bx1_, by1_ in boxes_local]
+            else:
+                pad = rng.uniform(0.08, 0.6, size=4) * hb
+                rects = [(ux0 - pad[0], uy0 - pad[1], ux1 + pad[2], uy1 + pad[3])]
+            rects = [(max(0, int(a)), max(0, int(b)), min(lw, int(c)), min(lh, int(d))) for a, b, c, d in rects]
             radius = int(rng.uniform(0, 0.3) * hb)
             img = Image.new("L", (lw, lh), 0)
-            ImageDraw.Draw(img).rounded_rectangle([px0, py0, px1, py1], radius=radius, fill=255)
+            for r in rects:
+                ImageDraw.Draw(img).rounded_rectangle(r, radius=radius, fill=255)
             pl = np.asarray(img, dtype=np.float32) / 255.0
             if rng.random() < 0.4:  # a border line around the plate, in the digits' colour or darker
                 img2 = Image.new("L", (lw, lh), 0)
                 inset = int(rng.uniform(0.03, 0.15) * hb)
-                ImageDraw.Draw(img2).rounded_rectangle([px0 + inset, py0 + inset, px1 - inset, py1 - inset],
-                                                       radius=radius, outline=255,
-                                                       width=max(1, int(rng.uniform(0.02, 0.06) * hb)))
+                width = max(1, int(rng.uniform(0.02, 0.06) * hb))
+                for px0, py0, px1, py1 in rects:
+                    if px1 - px0 > 2 * inset + 2 and py1 - py0 > 2 * inset + 2:
+                        ImageDraw.Draw(img2).rounded_rectangle([px0 + inset, py0 + inset, px1 - inset, py1 - inset],
+                                                               radius=radius, outline=255, width=width)
                 border = np.asarray(img2, dtype=np.float32) / 255.0
             else:
                 border = None
@@ -818,14 +948,27 @@ class _Renderer:
                 shadow = np.asarray(Image.fromarray(np.round(text * 255).astype(np.uint8)).filter(
                     ImageFilter.MaxFilter(2 * k + 1)), dtype=np.float32) / 255.0
             _composite(canvas, _warp(shadow, hom, (cw, ch)), third)
+        if rng.random() < cfg.emboss_prob:  # raised digits: a lit edge up one side, a shadow down the other
+            k = int(max(1, round(rng.uniform(0.02, 0.06) * hb)))
+            dx = int(rng.choice([-1, 1]))
+            lift = rng.uniform(0.1, 0.35)
+            for sign, colour in ((1, np.clip(fg * (1 - lift), 0, 1)), (-1, np.clip(fg + lift * (1 - fg), 0, 1))):
+                edge = np.roll(text, (sign * k, sign * dx * k), axis=(0, 1))
+                _composite(canvas, _warp(edge, hom, (cw, ch)), colour)
         fg_layer = _warp(text, hom, (cw, ch))
         fg_col = fg + (amp * 0.2 * _low_freq_noise(rng, (cw, ch), 5))[..., None]
+        if rng.random() < cfg.metal_prob:  # polished metal: bright and dark bands across the digits
+            shade = _bands(rng, (cw, ch), hb)
+            fg_col = np.clip(fg_col * (1 + rng.uniform(0.25, 0.6) * shade[..., None]), 0, 1)
         m = fg_layer[..., None]
         canvas *= 1 - m
         canvas += m * fg_col
 
         if rng.random() < cfg.light_prob:
             canvas *= self._lighting((cw, ch), hb)[..., None]
+        if rng.random() < cfg.glare_prob:  # a reflection on glass or gloss paint washes part of the image out
+            glare = np.clip(_bands(rng, (cw, ch), 2 * hb), 0, 1)[..., None] * rng.uniform(0.25, 0.7)
+            canvas = canvas * (1 - glare) + glare
 
         img = Image.fromarray(np.round(np.clip(canvas, 0, 1) * 255).astype(np.uint8), "RGB")
         if s > 1:
@@ -843,7 +986,19 @@ class _Renderer:
         boxes = np.stack([labels, left, top, right - left, bottom - top], axis=1).astype(np.float64)
         return img, boxes
 
-    def _clutter(self, canvas: np.ndarray, zone: np.ndarray, hb: float, number_font: Path, wall: np.ndarray,
+    def _mount(self, mask: np.ndarray, top: int) -> tuple[np.ndarray, float]:
+        """One digit mounted on its own: its own size and tilt, kept centred where it was."""
+        rng, cfg = self.rng, self.cfg
+        scale = float(np.exp(np.clip(rng.normal(0, 0.06), -0.12, 0.12)))
+        angle = float(np.clip(rng.normal(0, cfg.mounted_tilt_deg), -2 * cfg.mounted_tilt_deg, 2 * cfg.mounted_tilt_deg))
+        img = Image.fromarray(np.round(mask * 255).astype(np.uint8))
+        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.BILINEAR)
+        img = img.rotate(angle, resample=Image.BILINEAR, expand=True)
+        img = img.crop(img.getbbox() or (0, 0, img.width, img.height))
+        out = np.asarray(img, dtype=np.float32) / 255.0
+        return out, top + (mask.shape[0] - out.shape[0]) / 2
+
+    def _clutter(self, canvas: np.ndarray, zone: np.ndarray, hb: float, number_face: Face, wall: np.ndarray,
                  contrast: float) -> None:
         """Things beside the number, never over it: other digits or letters, lines, frames, blobs."""
         rng, cfg = self.rng, self.cfg
@@ -862,8 +1017,8 @@ class _Renderer:
             if kind == "glyph":
                 chars = "0123456789" * 3 + "ABCDEFHKMNRSTW#-/"
                 text = "".join(rng.choice(list(chars), size=int(rng.integers(1, 4))))
-                font_path = number_font if rng.random() < 0.5 else _font_path(cfg.fonts[int(rng.integers(len(cfg.fonts)))])
-                font = _font(font_path, max(6, int(hb * rng.uniform(0.4, 1.2) / _digit_ink_height(font_path))))
+                face = number_face if rng.random() < 0.5 else pick_face(rng, cfg.fonts)
+                font = _font(face, max(6, int(hb * rng.uniform(0.4, 1.2) / _digit_ink_height(face))))
                 bb = font.getbbox(text)
                 gw, gh = bb[2] - bb[0], bb[3] - bb[1]
                 if rng.random() < 0.5:  # left of the number, often cut by the image edge
@@ -936,6 +1091,8 @@ class _Renderer:
             small = img.resize((max(2, round(w * f)), max(2, round(h * f))), Image.BILINEAR)
             img = small.resize((w, h), Image.BILINEAR)
         sigma = self._level(*cfg.blur) * height
+        if rng.random() < cfg.defocus_prob:
+            sigma = max(sigma, rng.uniform(*cfg.defocus_blur) * height)
         if sigma > 0.3:
             img = img.filter(ImageFilter.GaussianBlur(sigma))
         noise = self._level(*cfg.noise)
@@ -952,11 +1109,11 @@ class _Renderer:
         return img
 
 
-def _render_letter(letter: str, rng: np.random.Generator, fonts: list[Path]) -> Image.Image:
+def _render_letter(letter: str, rng: np.random.Generator, fonts: Sequence[str]) -> Image.Image:
     """A 28x28 grayscale notMNIST-style letter: white on black, glyph stretched to (nearly) fill the box."""
-    path = fonts[int(rng.integers(len(fonts)))]
+    face = pick_face(rng, fonts)
     stroke = int(rng.integers(0, 4)) if rng.random() < 0.3 else 0
-    mask, _, _ = _glyph(letter, path, 96, stroke)
+    mask, _, _ = _glyph(letter, face, 96, stroke)
     img = Image.fromarray(np.round(mask * 255).astype(np.uint8), "L")
     if rng.random() < 0.3:
         img = img.rotate(float(rng.normal(0, 6)), resample=Image.BILINEAR, expand=True)

@@ -15,6 +15,8 @@ from housenum import synthetic
 from housenum.digitstruct import FIELDS, read_digitstruct
 from housenum.errors import DataError, HousenumError
 
+ROOT = Path(__file__).resolve().parents[1]
+
 SIZES = {"train": 12, "test": 3, "extra": 2}  # train >= 8 so that workers=2 really uses the process pool
 
 
@@ -249,3 +251,50 @@ def test_contact_sheet_cli(tmp_path):
     with Image.open(out) as im:
         assert im.mode == "RGB" and im.width > 100
     assert [p.name for p in tmp_path.iterdir()] == ["sheet.png"]
+
+
+def test_every_default_font_family_resolves_and_is_pinned():
+    """Each default family loads (a package per family, pinned in requirements.txt) and draws all ten digits."""
+    pins = {line.split("==")[0].strip() for line in (ROOT / "requirements.txt").read_text().splitlines()
+            if "==" in line and not line.lstrip().startswith("#")}
+    rng = np.random.default_rng(0)
+    for entry in synthetic.DEFAULT_FONTS:
+        paths = synthetic.font_family(entry)
+        assert paths and all(p.is_file() for p in paths), entry
+        if entry.startswith("fontpkg:"):
+            assert f"fontpkg-{entry.split(':', 1)[1]}" in pins, f"{entry} is not pinned in requirements.txt"
+        face = synthetic.pick_face(rng, (entry,))
+        for d in "0123456789":
+            mask, _, _ = synthetic._glyph(d, face, 40, 0)
+            assert mask.shape[0] >= 15 and mask.max() > 0.9, (entry, d)  # a real glyph, not a missing-glyph box
+
+
+def test_missing_font_package_is_a_one_line_error():
+    with pytest.raises(DataError, match=r"fontpkg-no-such-face is not installed \(pip install -r requirements.txt\)"):
+        synthetic.render_number([1], np.random.default_rng(0),
+                                synthetic.SyntheticConfig(fonts=("fontpkg:no-such-face",)))
+
+
+def test_variable_fonts_draw_weights_within_their_axes():
+    rng = np.random.default_rng(1)
+    faces = [synthetic.pick_face(rng, ("fontpkg:oswald",)) for _ in range(40)]
+    weights = {f.axes[0] for f in faces}
+    assert len(weights) > 3 and min(weights) >= synthetic.MIN_WEIGHT and max(weights) <= 700
+    # a heavier weight draws more ink
+    light, heavy = (synthetic._glyph("8", synthetic.Face(faces[0].path, (w,)), 60, 0)[0] for w in (300.0, 700.0))
+    assert heavy.sum() > 1.3 * light.sum()
+
+
+@pytest.mark.parametrize("style", ["mounted_prob", "tile_prob", "stencil_prob", "emboss_prob", "metal_prob",
+                                   "glare_prob", "defocus_prob"])
+def test_plate_and_lettering_styles_keep_boxes_on_their_digits(style):
+    """With each style always on, numbers still render with their labels in order and every box in the image."""
+    cfg = synthetic.SyntheticConfig(**{style: 1.0}, clutter_prob=0.0, light_prob=0.0, jpeg_prob=0.0, lowres_prob=0.0)
+    for i in range(6):
+        rng = np.random.default_rng(100 + i)
+        digits = synthetic.sample_digits(rng, cfg)
+        img, boxes = synthetic.render_number(digits, rng, cfg)
+        w, h = img.size
+        assert [int(b) % 10 for b in boxes[:, 0]] == digits
+        assert (boxes[:, 1] >= 0).all() and (boxes[:, 2] >= 0).all()
+        assert (boxes[:, 1] + boxes[:, 3] <= w).all() and (boxes[:, 2] + boxes[:, 4] <= h).all()
