@@ -47,6 +47,7 @@ class Reading:
     confidence: float = 0.0  # probability the model gives to the whole reading
     box: tuple[int, int, int, int] | None = None  # where the number is, in the photo's upright pixels
     found: float | None = None  # the finder's chance that the photo shows a number (None: no finder)
+    guess: str | None = None  # the most confident reading before the abstain rule (None: nothing was read)
     error: str | None = None  # why this file could not be read
 
     def answer(self) -> str:
@@ -177,6 +178,7 @@ class PhotoReader:
                 if c > r.confidence:  # the most confident of the photo's crops
                     r.text, r.confidence, r.box = text, float(c), box
         for r in readings:
+            r.guess = r.text or None
             if r.confidence < self.threshold or not r.text:
                 r.text = None  # below the threshold the answer is "no number found", never a guess
         return readings
