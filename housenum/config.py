@@ -20,6 +20,8 @@ MAX_DIGITS = 5  # the study reads numbers of 1..5 digits; longer ones are droppe
 NUM_DIGIT_CLASSES = 10  # digits 0..9 (SVHN stores 0 as label 10; preprocessing maps it to 0)
 BLANK = 10  # label value for a digit position past the number's length ("blank")
 ARCHS = ("seed", "goodfellow", "ctc")  # the networks ModelConfig.arch selects
+# TrainConfig.precision: the Keras dtype policies a network may compute in (weights stay float32 in all)
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
 @dataclass(frozen=True)
@@ -117,10 +119,19 @@ class TrainConfig:
     checkpoint_every: int = 1000  # checkpoint every this many steps (an interrupted run loses at most this many)
     eval_batch: int = 1000  # batch for evaluation and prediction
     seed: int = 0  # weights, dropout and data order all derive from it
+    # how fast, not what is learned (a run may resume under other values): layers compute in float16 or
+    # bfloat16 with float32 weights and float32 logits and loss ("mixed_float16" scales the loss against
+    # float16 underflow); float32 on a CPU, where neither is faster (README "Mixed precision and XLA")
+    precision: str = "float32"
+    jit_compile: bool = False  # XLA-compile the training step (fuses ops; helps on a GPU, not on our CPU)
 
     def validate(self) -> None:
         if self.optimizer not in ("sgd", "momentum", "adam"):
             raise HousenumError(f"optimizer must be sgd, momentum or adam, got {self.optimizer!r}")
+        if self.precision not in PRECISIONS:
+            raise HousenumError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if not isinstance(self.jit_compile, bool):
+            raise HousenumError(f"jit_compile must be true or false, got {self.jit_compile!r}")
         for name in ("steps", "batch_size", "decay_steps", "eval_every", "checkpoint_every", "eval_batch"):
             if getattr(self, name) <= 0:
                 raise HousenumError(f"{name} must be positive, got {getattr(self, name)}")
