@@ -257,3 +257,44 @@ def kernel_weights(model: keras.Model) -> list:
 
 def count_params(model: keras.Model) -> int:
     return int(sum(int(tf.size(v)) for v in model.trainable_variables))
+
+
+def forward_flops(model: keras.Model) -> int:
+    """FLOPs of one image's forward pass (inference) through the layers that hold the arithmetic: 2 per
+    multiply-add of every Conv2D, Dense (at every position it is applied to: per column in the ctc reader)
+    and GRU (three gates' input and recurrent kernels at every time step; both directions of a
+    Bidirectional). Normalisation, pooling, activations, biases and the loss are left out (a few per cent).
+
+    Counted from the layers' shapes rather than by TensorFlow's graph profiler: tf.compat.v1.profiler on
+    the frozen inference graph counts only the Conv2D ops of these Keras 3 networks, none of the dense
+    layers' MatMuls, and would count a loop's body once."""
+    macs = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            kh, kw, cin, cout = layer.kernel.shape
+            macs += _positions(layer.output.shape[1:-1]) * kh * kw * cin * cout
+        elif isinstance(layer, keras.layers.Dense):
+            macs += _positions(layer.output.shape[1:-1]) * layer.kernel.shape[0] * layer.kernel.shape[1]
+        elif isinstance(layer, (keras.layers.GRU, keras.layers.Bidirectional)):
+            steps = layer.input.shape[1]
+            grus = [layer.forward_layer, layer.backward_layer] if isinstance(layer, keras.layers.Bidirectional) else [layer]
+            for gru in grus:
+                if not isinstance(gru, keras.layers.GRU):
+                    raise ValueError(f"forward_flops counts GRUs only, got {type(gru).__name__} in {layer.name}")
+                cell = gru.cell
+                macs += steps * (cell.kernel.shape[0] + cell.recurrent_kernel.shape[0]) * cell.kernel.shape[1]
+        elif isinstance(layer, keras.layers.RNN) or (layer.weights and not isinstance(layer, _UNCOUNTED)):
+            raise ValueError(f"forward_flops cannot count layer {layer.name} ({type(layer).__name__})")
+    return 2 * macs
+
+
+# layers with weights whose arithmetic forward_flops leaves out (per-element scaling)
+_UNCOUNTED = (keras.layers.BatchNormalization,)
+
+
+def _positions(shape) -> int:
+    """How many times a layer applies its kernel: the product of its output's spatial (or time) sizes."""
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
