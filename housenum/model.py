@@ -49,7 +49,7 @@ def local_response_norm(x: tf.Tensor, depth_radius: int, bias: float, alpha: flo
 
     Under mixed precision the window sums and powers run in float32 (a float16 sum of squares overflows
     past 65,504, and n^-beta loses most of its digits in bfloat16); the output returns in x's dtype."""
-    if x.dtype != tf.float32:
+    if x.dtype in (tf.float16, tf.bfloat16):
         return tf.cast(local_response_norm(tf.cast(x, tf.float32), depth_radius, bias, alpha, beta), x.dtype)
     channels = x.shape[-1]
     band = lrn_band(channels, depth_radius, x.dtype)  # symmetric, so B^T = B in the gradient

@@ -223,7 +223,8 @@ def fall_back_without_gpu(cfg: RunConfig, log: Callable[[str], None], gpus: list
         gpus = tf.config.list_physical_devices("GPU")
     if gpus:
         return cfg
-    log("no GPU visible: training in float32 instead of mixed_float16 (float16 is slower than float32 on a CPU)")
+    xla = "; XLA stays on as asked (--no-xla trains faster on a CPU)" if cfg.train.jit_compile else ""
+    log(f"no GPU visible: training in float32 instead of mixed_float16 (float16 is slower than float32 on a CPU){xla}")
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, precision="float32"))
 
 
