@@ -110,8 +110,7 @@ def test_a_run_resumes_in_another_precision(tmp_path, monkeypatch, first, then):
     data = random_data(n_train=100, n_eval=20)
     Trainer(tiny_config(6, precision=first), data, tmp_path / "r").fit()
     said = []
-    resumed = Trainer(tiny_config(12, precision=then, jit_compile=then == "mixed_bfloat16"), data, tmp_path / "r",
-                      log=said.append)
+    resumed = Trainer(tiny_config(12, precision=then), data, tmp_path / "r", log=said.append)
     result = resumed.fit()
     assert result["steps"] == 12
     assert any("resumed" in m and "step 6" in m and f"trained in {first}" in m and f"this session in {then}" in m
