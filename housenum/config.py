@@ -258,7 +258,7 @@ def gpu() -> RunConfig:
     stretched to match, so the rate ends where goodfellow()'s does. Train on train+extra at 64x64
     (preprocess with --image-size 64; extra is used by default). About 3.5 GFLOP of training per image
     (1.17 forward, `bench/bench_arch.py --sizes-only`): 200,000 steps of 100 images are 70 PFLOP,
-    about 2 hours at an effective 10 TFLOP/s.
+    about 2 hours at an effective 10 TFLOP/s (arithmetic, not a measurement: no GPU was at hand).
 
     Without a GPU it still runs: the Trainer swaps mixed_float16 for float32 and says so on one line
     (float16 is emulated on a CPU, 0.18x float32's speed); add --no-xla there (XLA cost 2.5x on our CPU)."""

@@ -48,7 +48,7 @@ def local_response_norm(x: tf.Tensor, depth_radius: int, bias: float, alpha: flo
     autodiff's extra passes (`bench/bench_train.py --part lrn` times the three).
 
     Under mixed precision the window sums and powers run in float32 (a float16 sum of squares overflows
-    past 65,504, and n^-beta loses most of its digits in bfloat16); the output returns in x's dtype."""
+    past 65,504, and bfloat16 keeps under three significant digits of n^-beta); the output returns in x's dtype."""
     if x.dtype in (tf.float16, tf.bfloat16):
         return tf.cast(local_response_norm(tf.cast(x, tf.float32), depth_radius, bias, alpha, beta), x.dtype)
     channels = x.shape[-1]
@@ -153,8 +153,9 @@ def input_layers(cfg: ModelConfig):
     return inputs, x
 
 
-# The output layers' dtype in every precision: logits, softmax and loss in float32 (a float16 softmax
-# over logits beyond +-11 overflows), and a model's outputs are float32 whatever it computed in.
+# The output layers' dtype in every precision: logits, softmax and loss in float32, as Keras's mixed
+# precision guide advises (half-precision logits round the loss and its gradients), and a model's outputs
+# are float32 whatever it computed in.
 OUTPUT_DTYPE = "float32"
 
 
