@@ -5,13 +5,16 @@ Each preset trains through `Trainer` (the loop every run uses) on a preprocessed
 needs, for about --budget-s seconds of training: a short calibration run measures its training images/s,
 and the real run gets the steps that rate fills the budget with (evaluation and checkpoints only at the
 end, so the budget goes to training), resumed with more steps while it has used less than 95 % of it. Reported: whole-sequence accuracy on the file's test split, coverage
-at 98 %, training images/s of the real run, parameters, steps and seconds; written to --out as JSON.
+at 98 %, training images/s of the real run, parameters, forward-pass FLOPs per image (inference at the
+preset's input size: `housenum.model.forward_flops`, 2 per multiply-add of the conv, dense and GRU layers),
+steps and seconds; written to --out as JSON. `--sizes-only` prints parameters and FLOPs without training.
 
   .venv/bin/python download_and_extract.py --synthetic 5000 --datasets svhn --data-dir /tmp/arch_syn --seed 0
   .venv/bin/python preprocess_svhn.py --data-dir /tmp/arch_syn --valid-size 0.1 --results-dir /tmp/arch_syn/r32
   .venv/bin/python preprocess_svhn.py --data-dir /tmp/arch_syn --valid-size 0.1 --image-size 64 --results-dir /tmp/arch_syn/r64
   .venv/bin/python preprocess_svhn.py --data-dir /tmp/arch_syn --valid-size 0.1 --image-width 96 --results-dir /tmp/arch_syn/r96
   .venv/bin/python bench/bench_arch.py --data-dir /tmp/arch_syn --budget-s 300
+  .venv/bin/python bench/bench_arch.py --sizes-only                      # parameters and FLOPs, no data
 
 Prints figures only; asserts nothing. The data file of each preset is <data-dir>/svhn_<W>x<H>.h5 at the
 preset's input size. Timings depend on the machine's load: note it beside the figures.
@@ -37,6 +40,16 @@ ARCH_PRESETS = ("seed", "improved", "goodfellow", "ctc")
 def data_file(data_dir: Path, name: str) -> Path:
     h, w, _ = preset(name).model.input_shape
     return data_dir / f"svhn_{w}x{h}.h5"
+
+
+def sizes(name: str) -> dict:
+    """Parameters and forward FLOPs per image of a preset's network at its own input size."""
+    from housenum.model import build_model, count_params, forward_flops
+
+    m = preset(name).model
+    model = build_model(m)
+    return {"preset": name, "input": "x".join(map(str, m.input_shape[:2])), "parameters": count_params(model),
+            "forward_flops": forward_flops(model)}
 
 
 def run_one(name: str, data_dir: Path, work: Path, budget_s: float, calibrate_steps: int) -> dict:
@@ -74,8 +87,10 @@ def run_one(name: str, data_dir: Path, work: Path, budget_s: float, calibrate_st
         steps = done + max(1, int((budget_s - seconds) * done / seconds))
         run = train(steps, name, steps, data, fresh=False)
     r, test = run.result, run.result["test"]
+    from housenum.model import forward_flops
+
     return {"preset": name, "input": "x".join(map(str, cfg.model.input_shape[:2])), "parameters": r["parameters"],
-            "steps": steps, "train_seconds": r["train_seconds"], "wall_seconds": round(time.perf_counter() - t0, 1),
+            "forward_flops": forward_flops(run.model), "steps": steps, "train_seconds": r["train_seconds"], "wall_seconds": round(time.perf_counter() - t0, 1),
             "train_images_per_s": round(steps * cfg.train.batch_size / r["train_seconds"], 1),
             "calibrated_images_per_s": round(rate, 1), "test_sequence_accuracy": test["sequence_accuracy"],
             "test_length_accuracy": test["length_accuracy"], "coverage_at_98": test["coverage_at_98"],
@@ -91,16 +106,28 @@ def main(argv=None) -> int:
                    help="the calibration runs 2x this many steps and times the second half")
     p.add_argument("--work-dir", default="/tmp/bench_arch", help="run folders go here")
     p.add_argument("--out", default="/tmp/bench_arch/results.json", help="the figures as JSON")
+    p.add_argument("--sizes-only", action="store_true",
+                   help="print each preset's parameters and forward FLOPs per image; train nothing, need no data")
     args = p.parse_args(argv)
     from housenum.atomic import write_json
 
+    names = args.presets.split(",")
+    for name in names:
+        preset(name)  # an unknown name fails here, before any training
+    if args.sizes_only:
+        print(f"{'preset':<11} {'input':>6} {'parameters':>11} {'forward MFLOP/image':>20}")
+        for name in names:
+            row = sizes(name)
+            print(f"{name:<11} {row['input']:>6} {row['parameters']:>11,} {row['forward_flops'] / 1e6:>20,.1f}")
+        return 0
     rows = []
     print(f"budget {args.budget_s:.0f} s per preset; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    for name in args.presets.split(","):
+    for name in names:
         row = run_one(name, Path(args.data_dir), Path(args.work_dir), args.budget_s, args.calibrate_steps)
         row["load_average_after"] = round(os.getloadavg()[0], 1)
         rows.append(row)
-        print(f"{name:<11} {row['input']:>6} {row['parameters']:>11,} params {row['steps']:>6} steps "
+        print(f"{name:<11} {row['input']:>6} {row['parameters']:>11,} params "
+              f"{row['forward_flops'] / 1e6:>8,.1f} MFLOP/img {row['steps']:>6} steps "
               f"{row['train_seconds']:>6.0f} s {row['train_images_per_s']:>7.1f} img/s  test seq acc "
               f"{row['test_sequence_accuracy']:.4f}  cov@98 {row['coverage_at_98']:.4f}  "
               f"(load {row['load_average_after']})", flush=True)

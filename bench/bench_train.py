@@ -12,6 +12,10 @@
      Both start from the same initial weights; the initial loss of each (dropout off) is printed as a
      check that the two networks are the same. The TF1 process stays up and the two alternate run by run
      (AB BA AB ...), so that load from other jobs on a shared machine falls on both alike.
+   With --precision and --xla (comma-separated lists: `--precision float32,mixed_bfloat16 --xla off,on`)
+   ours runs once per combination (TrainConfig.precision, TrainConfig.jit_compile), the variants
+   alternating run by run as the two implementations do; TF1-style then runs only beside plain float32.
+   mixed_float16 is timed as asked, though Trainer itself swaps it for float32 where no GPU is visible.
    Best of --repeat timed runs of --steps steps each; wall-clock images/s plus CPU ms per image (all
    threads of the process), which other jobs distort less than wall-clock time.
    The % fp32 peak column: images/s x the network's training FLOPs per image (conv + dense layers,
@@ -35,6 +39,7 @@ Prints figures only; asserts nothing about speed. The default run takes about 4-
   .venv/bin/python bench/bench_train.py                                # all three parts, seed network
   .venv/bin/python bench/bench_train.py --part train --steps 500 --repeat 5
   .venv/bin/python bench/bench_train.py --part train --preset improved # ours only (TF1 mirrors the seed net)
+  .venv/bin/python bench/bench_train.py --part train --precision float32,mixed_bfloat16 --xla off,on
   .venv/bin/python bench/bench_train.py --part predict --photos 128
   .venv/bin/python bench/bench_train.py --part lrn                     # the 3 LRN layers alone, 3 ways
   .venv/bin/python bench/bench_train.py --part run --run-steps 2000 --run-data /tmp/synth3000
@@ -140,19 +145,13 @@ def cpu_peak(cores: int | None = None, ghz: float | None = None, per_cycle: int 
 
 
 def flops_per_image(model) -> float:
-    """Training FLOPs per image of the conv and dense layers: 2 per multiply-add, times 3 for forward,
-    input gradient and weight gradient (the usual estimate; LRN, pooling, activations and the optimiser
-    are left out, and the first layer's unneeded input gradient is counted). The seed network: 27.6 M."""
-    macs = 0
-    for layer in model.layers:
-        kind = type(layer).__name__
-        if kind == "Conv2D":
-            kh, kw, cin, cout = layer.kernel.shape
-            _, h, w, _ = layer.output.shape
-            macs += h * w * kh * kw * cin * cout
-        elif kind == "Dense":
-            macs += layer.kernel.shape[0] * layer.kernel.shape[1]
-    return 6.0 * macs
+    """Training FLOPs per image of the conv and dense layers: the forward pass's (`forward_flops`, 2 per
+    multiply-add) times 3 for forward, input gradient and weight gradient (the usual estimate; LRN,
+    pooling, activations and the optimiser are left out, and the first layer's unneeded input gradient
+    is counted). The seed network: 27.6 M."""
+    from housenum.model import forward_flops
+
+    return 3.0 * forward_flops(model)
 
 
 def minor_faults() -> int:
@@ -187,6 +186,22 @@ def make_data(n: int, seed: int, size: int = 32, max_digits: int = 5) -> tuple[n
 
 
 # -------------------------------------------------------------------------------------------- ours
+def speed_variants(precisions: str, xla: str) -> list[tuple[str, bool]]:
+    """(precision, jit_compile) pairs from --precision and --xla, each validated as TrainConfig does."""
+    from housenum.config import TrainConfig
+
+    switch = {"off": False, "on": True}
+    xlas = []
+    for word in xla.split(","):
+        if word not in switch:
+            raise HousenumError(f"--xla takes off, on or off,on; got {word!r}")
+        xlas.append(switch[word])
+    out = [(p, x) for p in precisions.split(",") for x in xlas]
+    for p, x in out:
+        dataclasses.replace(TrainConfig(), precision=p, jit_compile=x).validate()
+    return out
+
+
 def set_threads(intra: int, inter: int) -> None:
     """Must run before TensorFlow's runtime starts (the first op)."""
     import tensorflow as tf
@@ -201,9 +216,7 @@ class Ours:
     Building also writes the initial weights to work/initial_weights.npz and computes the initial loss
     (dropout off, first batch), so that the TF1 graph can start from the same weights and show the same loss."""
 
-    name, short = "ours (Trainer chunk + tf.data)", "ours"
-
-    def __init__(self, cfg, images, labels, total_steps: int, work: Path, progress: bool):
+    def __init__(self, cfg, images, labels, total_steps: int, work: Path, progress: bool, variant: str = ""):
         import tensorflow as tf
 
         from housenum.model import count_params, kernel_weights
@@ -211,8 +224,13 @@ class Ours:
         from housenum.train import Trainer, make_distributed_dataset, per_example_loss
 
         self.tf, self.progress = tf, progress
+        self.name = f"ours{variant} (Trainer chunk + tf.data)" if not variant else f"ours{variant}"
+        self.short = f"ours{variant}"
         empty = (images[:0], labels[:0])
-        trainer = Trainer(cfg, Data((images, labels), empty, empty, "bench random data"), work / "ours")
+        trainer = Trainer(cfg, Data((images, labels), empty, empty, "bench random data"),
+                          work / f"ours_{cfg.train.precision}_{cfg.train.jit_compile}")
+        # timed as asked: Trainer swaps mixed_float16 for float32 without a GPU, the bench shows why
+        trainer.cfg = dataclasses.replace(trainer.cfg, train=cfg.train)
         trainer._build()  # model, optimiser and checkpoint objects exactly as fit() makes them
         model = trainer.model
         np.savez(work / "initial_weights.npz", **{v.path: v.numpy() for v in model.trainable_variables})
@@ -419,7 +437,8 @@ def train_part(args) -> None:
     study = seed_network()
     same_train = all(getattr(cfg.train, k) == getattr(study.train, k)
                      for k in ("optimizer", "learning_rate", "decay_rate", "decay_steps", "staircase", "l2"))
-    with_tf1 = cfg.model == study.model and same_train
+    variants = speed_variants(args.precision, args.xla)
+    with_tf1 = cfg.model == study.model and same_train and variants == [("float32", False)]
     if args.images < args.batch_size + 1:
         raise DataError(f"--images must exceed --batch-size ({args.batch_size}), got {args.images}")
     print(f"\n== training throughput: preset {args.preset}, batch {args.batch_size}, {args.images:,} random "
@@ -429,10 +448,17 @@ def train_part(args) -> None:
     impls: list = []
     try:
         images, labels = make_data(args.images, args.seed)
-        ours = Ours(cfg, images, labels, args.warmup + args.repeat * args.steps, work, not args.no_progress)
-        impls.append(ours)
+        for precision, xla in variants:
+            vcfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, precision=precision, jit_compile=xla))
+            label = "" if len(variants) == 1 and not xla and precision == "float32" else (
+                f" {precision}" + (" + XLA" if xla else ""))
+            impls.append(Ours(vcfg, images, labels, args.warmup + args.repeat * args.steps, work,
+                              not args.no_progress, label))
+        ours = impls[0]
         if with_tf1:
             impls.append(TF1(args, work, work / "initial_weights.npz"))
+        elif variants != [("float32", False)]:
+            print("TF1-style: skipped (it runs beside plain float32 only)")
         else:
             print(f"TF1-style: skipped (it mirrors the seed network and SGD schedule; preset {args.preset} differs)")
         warmup_s = {}
@@ -447,7 +473,8 @@ def train_part(args) -> None:
                 loads[impl.name].append(os.getloadavg()[0])
         images_timed = args.steps * args.batch_size
         peak, peak_text = cpu_peak(ghz=args.ghz, per_cycle=args.flops_per_cycle)
-        print(f"\n{'implementation':<32} {'images/s':>9} {'ms/step':>8} {'CPU ms/img':>11} {'% fp32 peak':>11} "
+        width = max(32, *(len(impl.name) + 1 for impl in impls))
+        print(f"\n{'implementation':<{width}} {'images/s':>9} {'ms/step':>8} {'CPU ms/img':>11} {'% fp32 peak':>11} "
               f"{'faults/step':>11} {'all runs img/s':>22} {'warm-up s':>9} {'load':>5}")
         best_ips, best_cpu = {}, {}
         for impl in impls:
@@ -456,11 +483,11 @@ def train_part(args) -> None:
             best_cpu[impl.name] = min(cpu for _, cpu, _, _ in runs[impl.name]) / images_timed
             faults = np.median([f for _, _, _, f in runs[impl.name]]) / args.steps
             share = f"{100 * max(ips) * ours.flops / peak:.1f}" if peak else "?"
-            print(f"{impl.name:<32} {max(ips):>9.0f} {1000 * images_timed / max(ips) / args.steps:>8.2f} "
+            print(f"{impl.name:<{width}} {max(ips):>9.0f} {1000 * images_timed / max(ips) / args.steps:>8.2f} "
                   f"{1000 * best_cpu[impl.name]:>11.3f} {share:>11} {faults:>11.0f} "
                   f"{' '.join(f'{v:.0f}' for v in ips):>22} "
                   f"{warmup_s[impl.name]:>9.1f} {np.mean(loads[impl.name]):>5.2f}")
-        if len(impls) == 2:
+        if with_tf1:
             a, b = (impl.name for impl in impls)
             print(f"ratio ours / TF1: {best_ips[a] / best_ips[b]:.2f}x images/s (best runs); CPU time per image "
                   f"ours / TF1: {best_cpu[a] / best_cpu[b]:.2f}x (below 1: ours is cheaper)")
@@ -469,10 +496,13 @@ def train_part(args) -> None:
                   f"{impls[1].initial_loss:.5f}")
         else:
             print(f"ours: {ours.params:,} trainable parameters")
+            for impl in impls[1:]:
+                print(f"{impl.name} / {ours.name}: {best_ips[impl.name] / best_ips[ours.name]:.2f}x images/s, "
+                      f"{best_cpu[impl.name] / best_cpu[ours.name]:.2f}x CPU time per image")
         note = (f"timed: ours = steady-state steps of the tf.function from Trainer._make_train_fn() fed by "
                 f"make_distributed_dataset, {min(ours.chunk, args.steps)} steps per call with the loss read back "
                 f"after each (as fit does); tracing, warm-up, evaluation, logging and checkpoints not timed.")
-        if len(impls) == 2:
+        if with_tf1:
             note += (" TF1 = one Session.run per step (train op + loss) with feed_dict slices, in a subprocess; "
                      "graph building and warm-up not timed. The two alternate run by run.")
         print(note + " CPU ms/img counts all threads of the process; load = 1-minute load average after each "
@@ -733,6 +763,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--preset", default="seed", choices=sorted(k for k in PRESETS if preset(k).model.input_shape == (32, 32, 1)),
                         help="network preset for ours (TF1-style runs only for the seed network)")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs; the best is reported")
+    parser.add_argument("--precision", default="float32",
+                        help="ours computes in each of these (comma-separated: float32, mixed_bfloat16, mixed_float16)")
+    parser.add_argument("--xla", default="off", help="XLA-compile ours' step: off, on, or off,on for both")
     parser.add_argument("--images", type=int, default=20000, help="random training images (seeded)")
     parser.add_argument("--seed", type=int, default=0, help="seed of data, weights and photos")
     parser.add_argument("--threads", type=int, default=0, help="TensorFlow intra-op threads in both (0: TF default)")

@@ -2,8 +2,9 @@
 
 Presets are functions that derive settings instead of repeating them: `seed_network()` is the study's
 network and schedule, `smoke()` a CPU run of a few seconds for tests, `improved()` our attempt to beat the
-study on a CPU budget, `goodfellow()` Goodfellow et al. 2014's network and `ctc()` a sequence reader of
-numbers of any length (`ModelConfig.arch` selects the network). The layer-sweep variants live in
+study on a CPU budget, `goodfellow()` Goodfellow et al. 2014's network, `gpu()` the same trained longer on
+one GPU in mixed precision with XLA, and `ctc()` a sequence reader of numbers of any length
+(`ModelConfig.arch` selects the network). The layer-sweep variants live in
 `housenum.sweep`.
 """
 
@@ -20,6 +21,8 @@ MAX_DIGITS = 5  # the study reads numbers of 1..5 digits; longer ones are droppe
 NUM_DIGIT_CLASSES = 10  # digits 0..9 (SVHN stores 0 as label 10; preprocessing maps it to 0)
 BLANK = 10  # label value for a digit position past the number's length ("blank")
 ARCHS = ("seed", "goodfellow", "ctc")  # the networks ModelConfig.arch selects
+# TrainConfig.precision: the Keras dtype policies a network may compute in (weights stay float32 in all)
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
 @dataclass(frozen=True)
@@ -117,10 +120,20 @@ class TrainConfig:
     checkpoint_every: int = 1000  # checkpoint every this many steps (an interrupted run loses at most this many)
     eval_batch: int = 1000  # batch for evaluation and prediction
     seed: int = 0  # weights, dropout and data order all derive from it
+    # how fast, not what is learned (a run may resume under other values): layers compute in float16 or
+    # bfloat16 with float32 weights and float32 logits and loss ("mixed_float16" scales the loss against
+    # float16 underflow). float32 by default: float16 is emulated on a CPU, and bfloat16, though faster on
+    # a CPU with AVX512-BF16, is untested for accuracy (README "Mixed precision and XLA")
+    precision: str = "float32"
+    jit_compile: bool = False  # XLA-compile the training step (fuses ops for a GPU; slower on our CPU)
 
     def validate(self) -> None:
         if self.optimizer not in ("sgd", "momentum", "adam"):
             raise HousenumError(f"optimizer must be sgd, momentum or adam, got {self.optimizer!r}")
+        if self.precision not in PRECISIONS:
+            raise HousenumError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if not isinstance(self.jit_compile, bool):
+            raise HousenumError(f"jit_compile must be true or false, got {self.jit_compile!r}")
         for name in ("steps", "batch_size", "decay_steps", "eval_every", "checkpoint_every", "eval_batch"):
             if getattr(self, name) <= 0:
                 raise HousenumError(f"{name} must be positive, got {getattr(self, name)}")
@@ -236,6 +249,28 @@ def goodfellow() -> RunConfig:
     )
 
 
+GPU_STEPS = 200_000  # the study's longest schedule: about 87 epochs of train+extra (about 230,000 rows) at batch 100
+
+
+def gpu() -> RunConfig:
+    """`goodfellow()` for one GPU: layers in float16 with float32 weights and loss scaling
+    (mixed_float16), the training step XLA-compiled, and GPU_STEPS steps instead of 60,000 with the decay
+    stretched to match, so the rate ends where goodfellow()'s does. Train on train+extra at 64x64
+    (preprocess with --image-size 64; extra is used by default). About 3.5 GFLOP of training per image
+    (1.17 forward, `bench/bench_arch.py --sizes-only`): 200,000 steps of 100 images are 70 PFLOP,
+    about 2 hours at an effective 10 TFLOP/s (arithmetic, not a measurement: no GPU was at hand).
+
+    Without a GPU it still runs: the Trainer swaps mixed_float16 for float32 and says so on one line
+    (float16 is emulated on a CPU, 0.18x float32's speed); add --no-xla there (XLA cost 2.5x on our CPU)."""
+    base = goodfellow()
+    stretch = GPU_STEPS / base.train.steps
+    return dataclasses.replace(
+        base,
+        train=dataclasses.replace(base.train, steps=GPU_STEPS, decay_steps=round(base.train.decay_steps * stretch),
+                                  precision="mixed_float16", jit_compile=True),
+    )
+
+
 def ctc() -> RunConfig:
     """A sequence reader: conv blocks read the crop as columns left to right, a bidirectional GRU reads the
     columns, and CTC over the ten digits trains it (housenum.ctc). Nothing in it counts digits, so it reads
@@ -251,7 +286,8 @@ def ctc() -> RunConfig:
     )
 
 
-PRESETS = {"seed": seed_network, "smoke": smoke, "improved": improved, "goodfellow": goodfellow, "ctc": ctc}
+PRESETS = {"seed": seed_network, "smoke": smoke, "improved": improved, "goodfellow": goodfellow, "gpu": gpu,
+           "ctc": ctc}
 
 
 def preset(name: str) -> RunConfig:

@@ -38,7 +38,7 @@ def columns(cfg: ModelConfig) -> int:
 
 def build_ctc_model(cfg: ModelConfig, name: str = "house_number_reader") -> keras.Model:
     """conv blocks -> columns -> (dense per column ->) bidirectional GRU -> per-column logits."""
-    from housenum.model import LocalResponseNorm, conv_unit, input_layers
+    from housenum.model import OUTPUT_DTYPE, LocalResponseNorm, conv_unit, input_layers
 
     # a max_digits number of repeated digits ("11111") needs a blank between each pair: with fewer
     # columns its CTC loss is infinite and training stops
@@ -67,7 +67,7 @@ def build_ctc_model(cfg: ModelConfig, name: str = "house_number_reader") -> kera
     x = keras.layers.Bidirectional(keras.layers.GRU(cfg.seq_units, return_sequences=True), name="sequence")(x)
     if cfg.keep_prob < 1.0:
         x = keras.layers.Dropout(1.0 - cfg.keep_prob, name="drop")(x)
-    logits = keras.layers.Dense(cfg.num_classes + 1, kernel_initializer=init(), name=OUTPUT)(x)
+    logits = keras.layers.Dense(cfg.num_classes + 1, kernel_initializer=init(), name=OUTPUT, dtype=OUTPUT_DTYPE)(x)
     return keras.Model(inputs, {OUTPUT: logits}, name=name)
 
 

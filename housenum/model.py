@@ -13,6 +13,8 @@ heads follows `max_digits` instead of five hand-written copies. For notMNIST (`t
 
 from __future__ import annotations
 
+import contextlib
+
 from housenum import quiet_tf  # noqa: F401  (first: imports TensorFlow without its banner)
 
 import keras  # noqa: E402
@@ -43,7 +45,12 @@ def local_response_norm(x: tf.Tensor, depth_radius: int, bias: float, alpha: flo
     computed as matrix products with a constant band matrix. TensorFlow's own LRN kernel and its gradient
     are a plain loop on CPU and cost more than half of the seed network's training step; the matrix
     products run in oneDNN's GEMM, and the hand-written gradient reuses the forward's n^-beta instead of
-    autodiff's extra passes (`bench/bench_train.py --part lrn` times the three)."""
+    autodiff's extra passes (`bench/bench_train.py --part lrn` times the three).
+
+    Under mixed precision the window sums and powers run in float32 (a float16 sum of squares overflows
+    past 65,504, and bfloat16 keeps under three significant digits of n^-beta); the output returns in x's dtype."""
+    if x.dtype in (tf.float16, tf.bfloat16):
+        return tf.cast(local_response_norm(tf.cast(x, tf.float32), depth_radius, bias, alpha, beta), x.dtype)
     channels = x.shape[-1]
     band = lrn_band(channels, depth_radius, x.dtype)  # symmetric, so B^T = B in the gradient
 
@@ -146,21 +153,56 @@ def input_layers(cfg: ModelConfig):
     return inputs, x
 
 
-def build_model(cfg: ModelConfig, name: str = "house_number_reader") -> keras.Model:
-    """Build the network described by `cfg` (validated first). Layers are named so the sweep, plots and
+# The output layers' dtype in every precision: logits, softmax and loss in float32, as Keras's mixed
+# precision guide advises (half-precision logits round the loss and its gradients), and a model's outputs
+# are float32 whatever it computed in.
+OUTPUT_DTYPE = "float32"
+
+
+@contextlib.contextmanager
+def precision_policy(precision: str = "float32"):
+    """Layers built inside compute in `precision` (a Keras dtype policy: "float32", "mixed_float16",
+    "mixed_bfloat16"; weights stay float32). Keras reads the policy from one global, so it is restored
+    afterwards: models built later in the same process keep float32."""
+    before = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(precision)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(before)
+
+
+def build_model(cfg: ModelConfig, name: str = "house_number_reader", precision: str = "float32") -> keras.Model:
+    """Build the network described by `cfg` (validated first), computing in `precision` (see
+    `precision_policy`; the outputs are float32 logits in all). Layers are named so the sweep, plots and
     prediction can address them: conv1.., lrn1.., pool1.., fc1.., drop1.., length, digits / class."""
     cfg.validate()
-    if cfg.arch == "ctc":
-        from housenum.ctc import build_ctc_model  # its specifics live in one module
+    with precision_policy(precision):
+        if cfg.arch == "ctc":
+            from housenum.ctc import build_ctc_model  # its specifics live in one module
 
-        return build_ctc_model(cfg, name)
-    init = keras.initializers.GlorotUniform  # Xavier, as the study
-    inputs, x = input_layers(cfg)
-    if cfg.arch == "goodfellow":
-        x = _goodfellow_trunk(x, cfg, init)
-    else:
-        x = _seed_trunk(x, cfg, init)
-    return keras.Model(inputs, _fc_and_heads(x, cfg, init), name=name)
+            return build_ctc_model(cfg, name)
+        init = keras.initializers.GlorotUniform  # Xavier, as the study
+        inputs, x = input_layers(cfg)
+        if cfg.arch == "goodfellow":
+            x = _goodfellow_trunk(x, cfg, init)
+        else:
+            x = _seed_trunk(x, cfg, init)
+        return keras.Model(inputs, _fc_and_heads(x, cfg, init), name=name)
+
+
+def float32_copy(model: keras.Model, cfg: ModelConfig) -> keras.Model:
+    """`model` itself when it computes in float32; otherwise the same network built in float32 holding
+    the same variables (weights, batch-norm statistics, seed states: all float32 or integer under mixed
+    precision too). What is exported and scored, so a saved model reads photos in float32 everywhere."""
+    if model.dtype_policy.name == "float32":
+        return model
+    copy = build_model(cfg, model.name)
+    if len(copy.variables) != len(model.variables):
+        raise ValueError(f"float32 copy of {model.name} has {len(copy.variables)} variables, not {len(model.variables)}")
+    for mine, theirs in zip(copy.variables, model.variables):
+        mine.assign(theirs)
+    return copy
 
 
 def _seed_trunk(x, cfg: ModelConfig, init):
@@ -197,12 +239,14 @@ def _fc_and_heads(x, cfg: ModelConfig, init) -> dict:
         x = keras.layers.Dense(units, activation="relu", kernel_initializer=init(), name=f"fc{i}")(x)
         if cfg.keep_prob < 1.0:
             x = keras.layers.Dropout(1.0 - cfg.keep_prob, name=f"drop{i}")(x)
+    out = OUTPUT_DTYPE
     if cfg.task == "single":
-        outputs = {"class": keras.layers.Dense(cfg.num_classes, kernel_initializer=init(), name="class")(x)}
+        outputs = {"class": keras.layers.Dense(cfg.num_classes, kernel_initializer=init(), name="class", dtype=out)(x)}
     else:
-        length = keras.layers.Dense(cfg.max_digits + 1, kernel_initializer=init(), name="length")(x)
-        digits = keras.layers.Dense(cfg.max_digits * cfg.num_classes, kernel_initializer=init(), name="digits")(x)
-        digits = keras.layers.Reshape((cfg.max_digits, cfg.num_classes), name="digit_heads")(digits)
+        length = keras.layers.Dense(cfg.max_digits + 1, kernel_initializer=init(), name="length", dtype=out)(x)
+        digits = keras.layers.Dense(cfg.max_digits * cfg.num_classes, kernel_initializer=init(), name="digits",
+                                    dtype=out)(x)
+        digits = keras.layers.Reshape((cfg.max_digits, cfg.num_classes), name="digit_heads", dtype=out)(digits)
         outputs = {"length": length, "digits": digits}
     return outputs
 
@@ -214,3 +258,44 @@ def kernel_weights(model: keras.Model) -> list:
 
 def count_params(model: keras.Model) -> int:
     return int(sum(int(tf.size(v)) for v in model.trainable_variables))
+
+
+def forward_flops(model: keras.Model) -> int:
+    """FLOPs of one image's forward pass (inference) through the layers that hold the arithmetic: 2 per
+    multiply-add of every Conv2D, Dense (at every position it is applied to: per column in the ctc reader)
+    and GRU (three gates' input and recurrent kernels at every time step; both directions of a
+    Bidirectional). Normalisation, pooling, activations, biases and the loss are left out (a few per cent).
+
+    Counted from the layers' shapes rather than by TensorFlow's graph profiler: tf.compat.v1.profiler on
+    the frozen inference graph counts only the Conv2D ops of these Keras 3 networks, none of the dense
+    layers' MatMuls, and would count a loop's body once."""
+    macs = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            kh, kw, cin, cout = layer.kernel.shape
+            macs += _positions(layer.output.shape[1:-1]) * kh * kw * cin * cout
+        elif isinstance(layer, keras.layers.Dense):
+            macs += _positions(layer.output.shape[1:-1]) * layer.kernel.shape[0] * layer.kernel.shape[1]
+        elif isinstance(layer, (keras.layers.GRU, keras.layers.Bidirectional)):
+            steps = layer.input.shape[1]
+            grus = [layer.forward_layer, layer.backward_layer] if isinstance(layer, keras.layers.Bidirectional) else [layer]
+            for gru in grus:
+                if not isinstance(gru, keras.layers.GRU):
+                    raise ValueError(f"forward_flops counts GRUs only, got {type(gru).__name__} in {layer.name}")
+                cell = gru.cell
+                macs += steps * (cell.kernel.shape[0] + cell.recurrent_kernel.shape[0]) * cell.kernel.shape[1]
+        elif isinstance(layer, keras.layers.RNN) or (layer.weights and not isinstance(layer, _UNCOUNTED)):
+            raise ValueError(f"forward_flops cannot count layer {layer.name} ({type(layer).__name__})")
+    return 2 * macs
+
+
+# layers with weights whose arithmetic forward_flops leaves out (per-element scaling)
+_UNCOUNTED = (keras.layers.BatchNormalization,)
+
+
+def _positions(shape) -> int:
+    """How many times a layer applies its kernel: the product of its output's spatial (or time) sizes."""
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n

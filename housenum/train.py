@@ -37,13 +37,15 @@ import tensorflow as tf  # noqa: E402
 from housenum.atomic import atomic_path, write_json, write_text  # noqa: E402
 from housenum.config import RunConfig  # noqa: E402
 from housenum.errors import DataError, HousenumError  # noqa: E402
-from housenum.model import build_model, count_params, kernel_weights  # noqa: E402
+from housenum.model import build_model, count_params, float32_copy, kernel_weights  # noqa: E402
 from housenum.dataset import Data  # noqa: E402  (the arrays a Trainer takes)
 from housenum.inference import evaluate, headline  # noqa: E402
 
 STRATEGIES = ("default", "mirrored", "multiworker")
-# Train settings a resumed run may change: more steps, other eval/checkpoint intervals.
-RESUMABLE_CHANGES = ("steps", "eval_every", "checkpoint_every", "eval_batch")
+# Train settings a resumed run may change: more steps, other eval/checkpoint intervals, and how fast it
+# computes (weights and optimiser state are float32 under every precision, so a run started in
+# mixed_float16 on a GPU may go on in float32 on a CPU).
+RESUMABLE_CHANGES = ("steps", "eval_every", "checkpoint_every", "eval_batch", "precision", "jit_compile")
 LOG_EVERY = 100  # steps between log rows (and between returns from the compiled loop)
 # valid_accuracy / test_accuracy: whole-sequence accuracy for SVHN, class accuracy for letters.
 LOG_FIELDS = (
@@ -181,12 +183,49 @@ def per_example_loss(outputs: dict, labels: tf.Tensor) -> tf.Tensor:
 
 
 def make_optimizer(cfg) -> keras.optimizers.Optimizer:
+    """The optimiser `cfg` (a TrainConfig) names; under mixed_float16 wrapped in dynamic loss scaling."""
     schedule = keras.optimizers.schedules.ExponentialDecay(
         cfg.learning_rate, cfg.decay_steps, cfg.decay_rate, staircase=cfg.staircase
     )
     if cfg.optimizer == "adam":
-        return keras.optimizers.Adam(schedule)
-    return keras.optimizers.SGD(schedule, momentum=0.9 if cfg.optimizer == "momentum" else 0.0)
+        opt = keras.optimizers.Adam(schedule)
+    else:
+        opt = keras.optimizers.SGD(schedule, momentum=0.9 if cfg.optimizer == "momentum" else 0.0)
+    return StepCountingLossScaleOptimizer(opt) if cfg.precision == "mixed_float16" else opt
+
+
+class StepCountingLossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
+    """Keras's dynamic loss scaling (float16 gradients below ~6e-8 would flush to zero: the loss is scaled
+    up before the backward pass and the gradients down after; a step whose gradients overflowed is
+    skipped and the scale halved), except that a skipped step still counts in `iterations`: the training
+    loop reads its step from there, and the data order, resume and the reported step count follow it."""
+
+    def _stateful_handle_non_finite_grads(self):
+        super()._stateful_handle_non_finite_grads()
+        self.inner_optimizer.iterations.assign_add(1)
+
+
+def loss_scale_variables(opt) -> list:
+    """The loss scale's own state (empty without loss scaling), checkpointed apart from the inner
+    optimiser's so that checkpoints of any precision restore into any other."""
+    if isinstance(opt, keras.optimizers.LossScaleOptimizer):
+        return [opt.step_counter, opt.dynamic_scale]
+    return []
+
+
+def fall_back_without_gpu(cfg: RunConfig, log: Callable[[str], None], gpus: list | None = None) -> RunConfig:
+    """`cfg` with mixed_float16 swapped for float32 where no GPU is visible (`gpus`: the visible GPUs,
+    found when None), saying so on one line: CPUs have no fast float16 arithmetic (README "Mixed
+    precision and XLA"), so the GPU preset also runs, at float32 speed, on a machine without one."""
+    if cfg.train.precision != "mixed_float16":
+        return cfg
+    if gpus is None:
+        gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        return cfg
+    xla = "; XLA stays on as asked (--no-xla trains faster on a CPU)" if cfg.train.jit_compile else ""
+    log(f"no GPU visible: training in float32 instead of mixed_float16 (float16 is slower than float32 on a CPU){xla}")
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, precision="float32"))
 
 
 # -------------------------------------------------------------------------------------------------- loop
@@ -204,11 +243,11 @@ class Trainer:
 
     def __init__(self, cfg: RunConfig, data: Data, run_dir: Path | str, strategy=None,
                  log: Callable[[str], None] | None = None, progress: bool = False, test_during: bool = False):
-        self.cfg = dataclasses.replace(cfg, data=data.config).validate()
+        self.log = log or (lambda _: None)
+        self.cfg = fall_back_without_gpu(dataclasses.replace(cfg, data=data.config).validate(), self.log)
         self.data = data
         self.run_dir = Path(run_dir)
         self.strategy = strategy or tf.distribute.get_strategy()
-        self.log = log or (lambda _: None)
         self.progress = progress
         self.test_during = test_during  # also score the test set at every evaluation (the layer sweep's chart)
         self.chief = is_chief(self.strategy)
@@ -276,7 +315,9 @@ class Trainer:
         tcfg = self.cfg.train
         keras.utils.set_random_seed(tcfg.seed)  # same initial weights on every worker
         with self.strategy.scope():
-            self.model = build_model(self.cfg.model)
+            self.model = build_model(self.cfg.model, precision=tcfg.precision)
+            if tcfg.jit_compile:
+                _check_xla(self.model)
             self.optimizer = make_optimizer(tcfg)
             self.optimizer.build(self.model.trainable_variables)  # slots exist before a restore
             self.best = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_valid")
@@ -288,11 +329,17 @@ class Trainer:
         # Keras 3 objects are only partly visible to tf.train.Checkpoint (non-trainable state such as
         # batch-norm statistics and dropout seed generators would be lost), so every variable is listed
         # explicitly, in the model's own order (resume requires the same settings, hence the same order).
-        self.ckpt = tf.train.Checkpoint(
+        # The inner optimiser's variables only (the same list in every precision); the loss scale's,
+        # present under mixed_float16 only, go apart, so a run may resume in another precision.
+        inner = getattr(self.optimizer, "inner_optimizer", self.optimizer)
+        self._ckpt_parts = dict(
             model_variables=[v.value for v in self.model.variables],
-            optimizer_variables=[v.value for v in self.optimizer.variables],
+            optimizer_variables=[v.value for v in inner.variables],
             best=self.best, best_step=self.best_step, config=self.config_var, data=self.data_var,
         )
+        if loss_scale_variables(self.optimizer):
+            self._ckpt_parts["loss_scale"] = [v.value for v in loss_scale_variables(self.optimizer)]
+        self.ckpt = tf.train.Checkpoint(**self._ckpt_parts)
         ckpt_dir = self.run_dir / "checkpoints"
         self._scratch = None
         if not self.chief:  # other workers must save too (collectives), but to a scratch folder
@@ -307,7 +354,8 @@ class Trainer:
             return 0
         reader = tf.train.load_checkpoint(latest)
         # through RunConfig, so settings added since (new fields at their defaults) compare equal
-        stored = RunConfig.from_dict(json.loads(reader.get_tensor("config/.ATTRIBUTES/VARIABLE_VALUE").decode())).to_dict()
+        stored_cfg = RunConfig.from_dict(json.loads(reader.get_tensor("config/.ATTRIBUTES/VARIABLE_VALUE").decode()))
+        stored = stored_cfg.to_dict()
         stored = json.loads(json.dumps(stored))  # tuples as lists, as `mine` holds them
         mine = json.loads(self.cfg.to_json())
         for key in RESUMABLE_CHANGES:  # these change how long or how often, not what is learned
@@ -320,13 +368,19 @@ class Trainer:
             if was["fingerprint"] != self.fingerprint:
                 raise RunFolderError(f"{self.run_dir} holds a checkpoint trained on other data "
                                      f"({was['description'] or 'unnamed'})")
-        self.ckpt.restore(latest).assert_existing_objects_matched()
+        parts = dict(self._ckpt_parts)
+        if not any(k.startswith("loss_scale/") for k in reader.get_variable_to_shape_map()):
+            parts.pop("loss_scale", None)  # saved without loss scaling: the scale starts afresh
+        tf.train.Checkpoint(**parts).restore(latest).assert_existing_objects_matched()
         step = int(self.optimizer.iterations.numpy())
         if step > self.cfg.train.steps:
             # refused rather than reported as shorter: config.json and metrics.json would disagree
             raise RunFolderError(f"{self.run_dir} has already trained {step:,} steps, more than the "
                                  f"{self.cfg.train.steps:,} asked; ask for {step:,} or more to continue")
-        self.log(f"resumed from {latest} at step {step}")
+        was = stored_cfg.train
+        speed = "" if (was.precision, was.jit_compile) == (self.cfg.train.precision, self.cfg.train.jit_compile) else (
+            f" (the checkpoint trained in {_speed(was)}, this session in {_speed(self.cfg.train)})")
+        self.log(f"resumed from {latest} at step {step}{speed}")
         return step
 
     # ------------------------------------------------------------------------------------ loop pieces
@@ -374,14 +428,20 @@ class Trainer:
         tcfg = self.cfg.train
         replicas = strategy.num_replicas_in_sync
 
+        scaled = isinstance(opt, keras.optimizers.LossScaleOptimizer)
+
+        # XLA compiles the step alone: the loop around it reads the tf.data iterator, which XLA cannot
+        @tf.function(jit_compile=tcfg.jit_compile)
         def step_fn(x, y):
             with tf.GradientTape() as tape:
-                out = model(x, training=True)
+                out = model(x, training=True)  # float32 logits in every precision (model.OUTPUT_DTYPE)
                 loss = tf.nn.compute_average_loss(per_example_loss(out, y), global_batch_size=tcfg.batch_size)
                 if tcfg.l2:
                     # the penalty is added once per replica, so divide by the replica count
                     loss += tcfg.l2 * tf.add_n([tf.nn.l2_loss(w) for w in kernels]) / replicas
-            grads = tape.gradient(loss, model.trainable_variables)
+                # float16: gradients of the scaled loss, which the optimiser divides back before applying
+                target = opt.scale_loss(loss) if scaled else loss
+            grads = tape.gradient(target, model.trainable_variables)
             opt.apply_gradients(zip(grads, model.trainable_variables))
             return loss
 
@@ -403,8 +463,10 @@ class Trainer:
     def _finish(self) -> dict:
         batch = self.cfg.train.eval_batch
         step = int(self.optimizer.iterations.numpy())
-        test = evaluate(self.model, *self.data.test, batch=batch) if len(self.data.test[0]) else {}
-        valid = evaluate(self.model, *self.data.valid, batch=batch) if len(self.data.valid[0]) else {}
+        # the model exported and scored computes in float32, whatever the training precision
+        model = float32_copy(self.model, self.cfg.model)
+        test = evaluate(model, *self.data.test, batch=batch) if len(self.data.test[0]) else {}
+        valid = evaluate(model, *self.data.valid, batch=batch) if len(self.data.valid[0]) else {}
         result = {
             "run_dir": str(self.run_dir),
             "data": self.data.description,
@@ -428,7 +490,7 @@ class Trainer:
             write_json(self.run_dir / "metrics.json", result)
             plots.accuracy_vs_steps(self.runlog.history, self.run_dir / "accuracy_vs_steps.png",
                                     title=f"{self.run_dir.name}: validation accuracy")
-            export_model(self.model, self.cfg, self.run_dir, result)
+            export_model(model, self.cfg, self.run_dir, result)
         return result
 
 
@@ -480,6 +542,21 @@ def _dict_diff(a: dict, b: dict, prefix: str = "") -> str:
         elif va != vb:
             out.append(f"{prefix}{k}: checkpoint {va} vs now {vb}")
     return "; ".join(out)
+
+
+def _check_xla(model: keras.Model) -> None:
+    """A one-line error before training where a layer cannot run under XLA (Keras marks them: the
+    random shift and zoom, whose image transform has no XLA kernel, and a GRU that takes cuDNN's path
+    on a GPU)."""
+    layers = [layer.name for layer in model._flatten_layers(include_self=False) if not layer.supports_jit]
+    if layers:
+        raise TrainingError(f"XLA cannot compile layer(s) {', '.join(layers)} of this network; train without "
+                            f"--xla (jit_compile), or turn them off (--augment 0 --augment-zoom 0 for shift, zoom)")
+
+
+def _speed(t) -> str:
+    """A TrainConfig's precision and XLA setting, in words."""
+    return t.precision + (" with XLA" if t.jit_compile else "")
 
 
 def _summary(model: keras.Model) -> str:

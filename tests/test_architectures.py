@@ -37,7 +37,7 @@ def layer(model, name):
 # ------------------------------------------------------------------------------------------ shapes
 def test_presets_select_their_architecture_and_validate():
     for name, arch in (("seed", "seed"), ("smoke", "seed"), ("improved", "seed"), ("goodfellow", "goodfellow"),
-                       ("ctc", "ctc")):
+                       ("gpu", "goodfellow"), ("ctc", "ctc")):
         cfg = C.preset(name).validate()
         assert cfg.model.arch == arch
     assert ModelConfig().arch == "seed" and DataConfig().image_width is None  # the study stays the default
