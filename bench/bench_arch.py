@@ -4,8 +4,11 @@
 Each preset trains through `Trainer` (the loop every run uses) on a preprocessed file of the input size it
 needs, for about --budget-s seconds of training: a short calibration run measures its training images/s,
 and the real run gets the steps that rate fills the budget with (evaluation and checkpoints only at the
-end, so the budget goes to training), resumed with more steps while it has used less than 95 % of it. Reported: whole-sequence accuracy on the file's test split, coverage
-at 98 %, training images/s of the real run, parameters, forward-pass FLOPs per image (inference at the
+end, so the budget goes to training), resumed with more steps while it has used less than 95 % of it.
+Reported: whole-sequence accuracy on the file's test split and coverage at 98 %; the same split's whole
+photos (<data-dir>/svhn/test, read through --finder with every photo answered, as the crops are scored);
+the mirror's ten real photos read right (crops and whole, as bench/compare_readers.py); training images/s
+of the real run, parameters, forward-pass FLOPs per image (inference at the
 preset's input size: `housenum.model.forward_flops`, 2 per multiply-add of the conv, dense and GRU layers),
 steps and seconds; written to --out as JSON. `--sizes-only` prints parameters and FLOPs without training.
 
@@ -52,7 +55,8 @@ def sizes(name: str) -> dict:
             "forward_flops": forward_flops(model)}
 
 
-def run_one(name: str, data_dir: Path, work: Path, budget_s: float, calibrate_steps: int) -> dict:
+def run_one(name: str, data_dir: Path, work: Path, budget_s: float, calibrate_steps: int,
+            finder: Path | None = None, real: list = (), whole_photos: int = 300) -> dict:
     from housenum.dataset import Data, load_svhn
     from housenum.train import Trainer
 
@@ -94,7 +98,31 @@ def run_one(name: str, data_dir: Path, work: Path, budget_s: float, calibrate_st
             "train_images_per_s": round(steps * cfg.train.batch_size / r["train_seconds"], 1),
             "calibrated_images_per_s": round(rate, 1), "test_sequence_accuracy": test["sequence_accuracy"],
             "test_length_accuracy": test["length_accuracy"], "coverage_at_98": test["coverage_at_98"],
-            "test_rows": test["n"], "data": data.description}
+            "test_rows": test["n"], "data": data.description, **read_photos(work / name, data_dir, finder, real, whole_photos)}
+
+
+def read_photos(run_dir: Path, data_dir: Path, finder: Path | None, real: list, whole_photos: int) -> dict:
+    """The trained reader as users use it: the test split's whole photos (finder, framings, abstain rule;
+    --whole-photos of them) and the mirror's real photos, crops and whole (as bench/compare_readers.py)."""
+    if finder is None:
+        return {}
+    from bench.compare_readers import is_hit, read_ours
+    from housenum.finder import Finder
+    from housenum.photo_eval import whole_photo_metrics
+    from housenum.predict import PhotoReader, Reader
+
+    out = {}
+    test_dir = data_dir / "svhn" / "test"
+    if whole_photos and test_dir.is_dir():
+        m = whole_photo_metrics(PhotoReader(Reader(run_dir), Finder(finder)), test_dir, whole_photos, negatives=0)
+        out["whole_sequence_accuracy"] = m["sequence_accuracy_all_answered"]
+        out["whole_photos"] = m["n"]
+    if real:
+        model = run_dir / "model.keras"
+        out["real_crop_hits"] = sum(is_hit(r, ph.truth) for r, ph in zip(read_ours(model, [ph.crop for ph in real], finder), real))
+        out["real_whole_hits"] = sum(is_hit(r, ph.truth) for r, ph in zip(read_ours(model, [ph.whole for ph in real], finder), real))
+        out["real_photos"] = len(real)
+    return out
 
 
 def main(argv=None) -> int:
@@ -106,6 +134,12 @@ def main(argv=None) -> int:
                    help="the calibration runs 2x this many steps and times the second half")
     p.add_argument("--work-dir", default="/tmp/bench_arch", help="run folders go here")
     p.add_argument("--out", default="/tmp/bench_arch/results.json", help="the figures as JSON")
+    p.add_argument("--finder", default=str(Path(__file__).resolve().parents[1] / "models" / "finder"),
+                   help="finder for the whole-photo columns ('' : no whole or real photos)")
+    p.add_argument("--whole-photos", type=int, default=300,
+                   help="whole test photos (<data-dir>/svhn/test, every photo answered) read per preset")
+    p.add_argument("--mirror", default=os.environ.get("HOUSENUM_MIRROR", str(Path(__file__).resolve().parents[2] / "shared" / "data")),
+                   help="the mirror whose ten real SVHN photos each preset reads ('' : none)")
     p.add_argument("--sizes-only", action="store_true",
                    help="print each preset's parameters and forward FLOPs per image; train nothing, need no data")
     args = p.parse_args(argv)
@@ -120,16 +154,25 @@ def main(argv=None) -> int:
             row = sizes(name)
             print(f"{name:<11} {row['input']:>6} {row['parameters']:>11,} {row['forward_flops'] / 1e6:>20,.1f}")
         return 0
+    finder = Path(args.finder) if args.finder else None
+    real = []
+    if finder is not None and args.mirror:
+        from bench.compare_readers import real_photos, unpack_mirror
+
+        real = real_photos(unpack_mirror(args.mirror, Path(args.work_dir) / "mirror"))
     rows = []
     print(f"budget {args.budget_s:.0f} s per preset; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     for name in names:
-        row = run_one(name, Path(args.data_dir), Path(args.work_dir), args.budget_s, args.calibrate_steps)
+        row = run_one(name, Path(args.data_dir), Path(args.work_dir), args.budget_s, args.calibrate_steps,
+                      finder, real, args.whole_photos)
         row["load_average_after"] = round(os.getloadavg()[0], 1)
         rows.append(row)
         print(f"{name:<11} {row['input']:>6} {row['parameters']:>11,} params "
               f"{row['forward_flops'] / 1e6:>8,.1f} MFLOP/img {row['steps']:>6} steps "
               f"{row['train_seconds']:>6.0f} s {row['train_images_per_s']:>7.1f} img/s  test seq acc "
               f"{row['test_sequence_accuracy']:.4f}  cov@98 {row['coverage_at_98']:.4f}  "
+              f"whole {row.get('whole_sequence_accuracy', float('nan')):.4f}  real crops "
+              f"{row.get('real_crop_hits', '-')}/{row.get('real_photos', '-')} whole {row.get('real_whole_hits', '-')}  "
               f"(load {row['load_average_after']})", flush=True)
         write_json(Path(args.out), {"budget_s": args.budget_s, "cores": os.cpu_count(), "rows": rows})
     print(f"wrote {args.out}")
