@@ -106,7 +106,7 @@ def read_photos(run_dir: Path, data_dir: Path, finder: Path | None, real: list, 
     --whole-photos of them) and the mirror's real photos, crops and whole (as bench/compare_readers.py)."""
     if finder is None:
         return {}
-    from bench.compare_readers import is_hit, read_ours
+    from bench.compare_readers import read_real_ours
     from housenum.finder import Finder
     from housenum.photo_eval import whole_photo_metrics
     from housenum.predict import PhotoReader, Reader
@@ -118,9 +118,7 @@ def read_photos(run_dir: Path, data_dir: Path, finder: Path | None, real: list, 
         out["whole_sequence_accuracy"] = m["sequence_accuracy_all_answered"]
         out["whole_photos"] = m["n"]
     if real:
-        model = run_dir / "model.keras"
-        out["real_crop_hits"] = sum(is_hit(r, ph.truth) for r, ph in zip(read_ours(model, [ph.crop for ph in real], finder), real))
-        out["real_whole_hits"] = sum(is_hit(r, ph.truth) for r, ph in zip(read_ours(model, [ph.whole for ph in real], finder), real))
+        out.update(read_real_ours(run_dir / "model.keras", real, finder))
         out["real_photos"] = len(real)
     return out
 

@@ -82,7 +82,7 @@ def main(argv=None) -> int:
     p.add_argument("--mirror", default=os.environ.get("HOUSENUM_MIRROR", str(REPO.parent / "shared" / "data")))
     p.add_argument("--work-dir", default="/tmp/bench_data_realism", help="data and runs go here (kept)")
     args = p.parse_args(argv)
-    from bench.compare_readers import is_hit, read_ours, real_photos, unpack_mirror
+    from bench.compare_readers import read_real_ours, real_photos, unpack_mirror
     from housenum.atomic import write_json
     from housenum.errors import DataError
 
@@ -103,13 +103,10 @@ def main(argv=None) -> int:
         t1 = time.perf_counter()
         result = train_reader(data, folder / f"run_{args.steps}", args.steps, args.seed)
         model = folder / f"run_{args.steps}" / "model.keras"
-        crops = read_ours(model, [ph.crop for ph in photos], args.finder)
-        whole = read_ours(model, [ph.whole for ph in photos], args.finder)
+        real = read_real_ours(model, photos, args.finder)
+        crops, whole = real["crop_readings"], real["whole_readings"]
         row = {"variant": name, "numbers": args.numbers, "steps": args.steps, "seed": args.seed,
-               "synthetic_test_accuracy": result["test"]["sequence_accuracy"],
-               "real_crop_hits": sum(is_hit(r, ph.truth) for r, ph in zip(crops, photos)),
-               "real_whole_hits": sum(is_hit(r, ph.truth) for r, ph in zip(whole, photos)),
-               "crop_readings": crops, "whole_readings": whole,
+               "synthetic_test_accuracy": result["test"]["sequence_accuracy"], **real,
                "data_seconds": round(t1 - t0, 1), "train_seconds": round(time.perf_counter() - t1, 1),
                "load_average_after": round(os.getloadavg()[0], 1)}
         rows.append(row)

@@ -169,6 +169,16 @@ def read_ours(model_path: Path | str, images: list[Image.Image], finder_path: Pa
     return [r.text for r in reader.read_images([im.convert("L") for im in images])]
 
 
+def read_real_ours(model_path: Path | str, photos: list[Photo], finder_path: Path | str | None) -> dict:
+    """Our reader on the real photos, cropped and whole: hits and readings, as the benches record them."""
+    out = {}
+    for kind in ("crop", "whole"):
+        readings = read_ours(model_path, [getattr(ph, kind) for ph in photos], finder_path)
+        out[f"real_{kind}_hits"] = sum(is_hit(r, ph.truth) for r, ph in zip(readings, photos))
+        out[f"{kind}_readings"] = readings
+    return out
+
+
 def ours(model: Path | str | None, results_dir: Path | str, finder: Path | str | None = None) -> Engine:
     def load():
         from housenum.predict import find_finder

@@ -908,7 +908,7 @@ class _Renderer:
 
         if plate:
             if tiles:  # one tile per digit, a narrow joint between neighbours
-                pad = np.r_[rng.uniform(0.04, 0.2, size=2), rng.uniform(0.04, 0.2, size=2)] * hb
+                pad = rng.uniform(0.04, 0.2, size=4) * hb
                 rects = [(bx0_ - pad[0], by0_ - pad[1], bx1_ + pad[2], by1_ + pad[3])
                          for bx0_, by0_, bx1_, by1_ in boxes_local]
             else:
