@@ -68,22 +68,35 @@ def mirror_data(tmp_path_factory, mirror_dir: Path) -> Path:
 
 
 N_SYNTHETIC = 3000  # train numbers for the shared synthetic data; test and extra follow split_sizes
+N_SMALL = 400  # train numbers for tests that need a working data set, not a trainable one
 
 
-@pytest.fixture(scope="session")
-def synthetic_svhn(tmp_path_factory) -> dict:
-    """Synthetic SVHN-format archives made, unpacked and preprocessed through the step 1-2 scripts, once
-    per session: {"data": data dir, "results": results dir, "h5": preprocessed file, "stdout": step 2's}."""
+def _make_synthetic(root: Path, n: int) -> dict:
+    """`n` synthetic numbers made, unpacked and preprocessed through the step 1-2 scripts under `root`."""
     import subprocess
 
-    root = tmp_path_factory.mktemp("synthetic")
     data, results = root / "data", root / "results"
     for script, *args in (
-        ("download_and_extract.py", "--synthetic", N_SYNTHETIC, "--datasets", "svhn", "--data-dir", data),
+        ("download_and_extract.py", "--synthetic", n, "--datasets", "svhn", "--data-dir", data),
         ("preprocess_svhn.py", "--data-dir", data, "--results-dir", results, "--valid-size", "0.1"),
     ):
         proc = subprocess.run([sys.executable, str(REPO / script), *map(str, args), "--no-progress"], cwd=REPO,
                               capture_output=True, text=True, timeout=900)
         assert proc.returncode == 0, f"{script}: {proc.stderr[-3000:]}"
-    return {"data": data, "results": results, "h5": data / "svhn_32x32.h5", "stdout": proc.stdout,
-            "n_train": N_SYNTHETIC}
+    return {"data": data, "results": results, "h5": data / "svhn_32x32.h5", "stdout": proc.stdout, "n_train": n}
+
+
+@pytest.fixture(scope="session")
+def synthetic_svhn(tmp_path_factory) -> dict:
+    """Synthetic SVHN-format data enough to train on, made once per session (its users share the
+    "synthetic" xdist group): {"data": data dir, "results": results dir, "h5": preprocessed file,
+    "stdout": step 2's, "n_train": train numbers}."""
+    return _make_synthetic(tmp_path_factory.mktemp("synthetic"), N_SYNTHETIC)
+
+
+@pytest.fixture(scope="session")
+def small_synthetic_svhn(tmp_path_factory) -> dict:
+    """As `synthetic_svhn`, a few hundred numbers in a few seconds, for tests of the scripts' plumbing
+    (resume, the sweep) that need data of the right format but no accuracy; its users share the
+    "small-synthetic" xdist group, so it runs beside the end-to-end training, not after it."""
+    return _make_synthetic(tmp_path_factory.mktemp("small_synthetic"), N_SMALL)

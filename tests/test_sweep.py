@@ -99,11 +99,11 @@ def test_sweep_script_fails_in_one_line_without_data(tmp_path):
     assert run.returncode == 1 and run.stderr.startswith("error:") and run.stderr.count("\n") == 1
 
 
-@pytest.mark.xdist_group("synthetic")  # with the end-to-end tests: the session's synthetic data is made once
-def test_sweep_script_on_synthetic_data_end_to_end(synthetic_svhn, tmp_path):
+@pytest.mark.xdist_group("small-synthetic")  # the session's small synthetic data is made once
+def test_sweep_script_on_synthetic_data_end_to_end(small_synthetic_svhn, tmp_path):
     """All depths 1..7, both families, a few steps each, through the script: CSV, PNG and the table."""
-    cmd = [sys.executable, str(REPO / "layer_sweep.py"), "--data", str(synthetic_svhn["h5"]), "--results-dir",
-           str(tmp_path), "--steps", "20", "--eval-every", "10", "--no-progress"]
+    cmd = [sys.executable, str(REPO / "layer_sweep.py"), "--data", str(small_synthetic_svhn["h5"]),
+           "--results-dir", str(tmp_path), "--steps", "20", "--eval-every", "10", "--no-progress"]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
     names = ["fc-1", "fc-2", "fc-3", "fc-4", "fc-5", "fc-6", "fc-7", "conv-5", "conv-6", "conv-7"]
