@@ -73,7 +73,7 @@ def main(argv=None) -> int:
     # A 12-megapixel JPEG: a synthetic test scene upscaled to 4000x3000.
     _, test_folder = svhn_folders(args.data_dir)
     sources = load_sources([test_folder])
-    cfg = SceneConfig(negative_share=0.0, original_share=0.0)
+    cfg = SceneConfig(negative_share=0.0, original_share=0.0, framed_share=0.0)
     for i in range(50):
         scene = make_scene(sources, 0, i, cfg, stream="test")
         if scene.image.width > scene.image.height:

@@ -43,6 +43,10 @@ class SceneConfig:
 
     negative_share: float = 0.3  # scenes with no number (the finder must learn to say "none")
     original_share: float = 0.15  # the SVHN photo as it is (real SVHN full photos look like that)
+    # the number framed as a training crop is, a random margin each side and often fewer pixels: a
+    # close-up, or a photo a user cropped by hand (without these the finder missed a real 23x21 crop)
+    framed_share: float = 0.1
+    framed_margin: tuple[float, float] = (0.05, 0.5)  # each side's margin, of the number's width or height
     long_side: tuple[int, int] = (400, 720)  # scene's longer side: enough pixels for the reader's crop
     number_width: tuple[float, float] = (0.06, 0.9)  # number width / scene width, log-uniform
     number_region_prob: float = 0.5  # paste only the number and a little of its surroundings, not the photo
@@ -52,13 +56,17 @@ class SceneConfig:
     max_distractors: int = 5  # letters-only signs, shapes, lines, texture patches (0..max in each scene)
 
     def __post_init__(self) -> None:
-        for name in ("negative_share", "original_share", "number_region_prob", "edge_cut_prob", "feather_prob"):
+        for name in ("negative_share", "original_share", "framed_share", "number_region_prob", "edge_cut_prob",
+                     "feather_prob"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise DataError(f"SceneConfig.{name}: expected a share 0..1, got {v}")
-        if self.negative_share + self.original_share > 1.0:
-            raise DataError(f"SceneConfig: negative_share + original_share must be <= 1, got "
-                            f"{self.negative_share} + {self.original_share}")
+        if self.negative_share + self.original_share + self.framed_share > 1.0:
+            raise DataError(f"SceneConfig: negative_share + original_share + framed_share must be <= 1, got "
+                            f"{self.negative_share} + {self.original_share} + {self.framed_share}")
+        lo, hi = self.framed_margin
+        if not 0.0 <= lo <= hi:
+            raise DataError(f"SceneConfig.framed_margin: expected 0 <= low <= high, got {self.framed_margin}")
         lo, hi = self.number_width
         if not 0.0 < lo <= hi <= 1.0:
             raise DataError(f"SceneConfig.number_width: expected 0 < low <= high <= 1, got {self.number_width}")
@@ -78,7 +86,7 @@ class Source:
 class Scene:
     image: Image.Image  # mode "L"
     box: Box | None  # union box of the digits in scene pixels; None: no number in the scene
-    kind: str  # "original", "pasted" or "negative" (for per-kind evaluation)
+    kind: str  # "original", "framed", "pasted" or "negative" (for per-kind evaluation)
 
 
 def load_sources(folders: Sequence[Path | str]) -> list[Source]:
@@ -126,6 +134,9 @@ def make_scene(sources: Sequence[Source], seed: int, index: int, config: SceneCo
         photo = im.convert("L")
     if u < config.negative_share + config.original_share:
         return Scene(photo, _clip_box(src.box, photo.size), "original")
+    if u < config.negative_share + config.original_share + config.framed_share:
+        image, box = _framed(rng, config, photo, src.box)
+        return Scene(image, box, "framed")
     image, box = _pasted(rng, config, photo, src.box)
     return Scene(image, box, "pasted" if box is not None else "negative")
 
@@ -198,6 +209,25 @@ def _negative(rng: np.random.Generator, config: SceneConfig) -> Image.Image:
 
 
 # ------------------------------------------------------------------------------------------- positives
+
+
+def _framed(rng: np.random.Generator, config: SceneConfig, photo: Image.Image,
+            box: tuple[float, float, float, float]) -> tuple[Image.Image, Box]:
+    """The photo cut around its number with a random margin each side (within the photo), then shrunk to a
+    long side log-uniform between 20 px and its own: the number fills most of the frame."""
+    l, t, r, b = _clip_box(box, photo.size)
+    nw, nh = r - l, b - t
+    m = rng.uniform(*config.framed_margin, 4) * np.array([nw, nh, nw, nh])
+    cl, ct = max(0, int(l - m[0])), max(0, int(t - m[1]))
+    cr, cb = min(photo.width, math.ceil(r + m[2])), min(photo.height, math.ceil(b + m[3]))
+    crop = photo.crop((cl, ct, cr, cb))
+    long = max(crop.size)
+    k = min(1.0, math.exp(rng.uniform(math.log(20), math.log(max(20, long)))) / long)
+    if k < 1:
+        crop = crop.resize((max(1, round(crop.width * k)), max(1, round(crop.height * k))), Image.BOX)
+    kx, ky = crop.width / (cr - cl), crop.height / (cb - ct)
+    out = _clip_box(((l - cl) * kx, (t - ct) * ky, (r - cl) * kx, (b - ct) * ky), crop.size)
+    return crop, out
 
 
 def _pasted(rng: np.random.Generator, config: SceneConfig, photo: Image.Image,

@@ -55,16 +55,31 @@ def test_scenes_are_deterministic_and_boxes_lie_inside(svhn_dir):
         else:
             l, t, r, bt = a.box
             assert 0 <= l < r <= a.image.width and 0 <= t < bt <= a.image.height
-    assert kinds == {"negative", "pasted", "original"}
+    assert kinds == {"negative", "pasted", "original", "framed"}
     # Another seed or stream is another scene.
     same = [np.array_equal(np.asarray(make_scene(sources, 7, i, SMALL).image),
                            np.asarray(make_scene(sources, 7, i, SMALL, stream="test").image)) for i in range(5)]
     assert not all(same)
 
 
+def test_framed_scenes_are_the_number_filling_the_frame(svhn_dir):
+    """A close-up or a hand-cropped photo: the number spans most of the scene, whatever its pixel size."""
+    sources = load_sources([svhn_dir / "svhn" / "train"])
+    cfg = dataclasses.replace(SMALL, negative_share=0.0, original_share=0.0, framed_share=1.0)
+    scenes = [make_scene(sources, 3, i, cfg) for i in range(20)]
+    assert all(s.kind == "framed" for s in scenes)
+    for s in scenes:
+        l, t, r, b = s.box
+        assert 0 <= l < r <= s.image.width and 0 <= t < b <= s.image.height
+        assert (r - l) / s.image.width > 0.45 and (b - t) / s.image.height > 0.45
+    assert min(max(s.image.size) for s in scenes) < 40  # some as small as a tiny crop
+    with pytest.raises(DataError, match="framed_share"):
+        SceneConfig(negative_share=0.5, original_share=0.3, framed_share=0.3)
+
+
 def test_negative_scenes_have_no_box(svhn_dir):
     sources = load_sources([svhn_dir / "svhn" / "test"])
-    cfg = dataclasses.replace(SMALL, negative_share=1.0, original_share=0.0)
+    cfg = dataclasses.replace(SMALL, negative_share=1.0, original_share=0.0, framed_share=0.0)
     scenes = [make_scene(sources, 0, i, cfg) for i in range(5)]
     assert all(s.box is None and s.kind == "negative" for s in scenes)
     assert len({s.image.size for s in scenes}) > 1  # phone shapes and sizes vary
