@@ -49,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--synthetic-letters", metavar="PER_CLASS", type=positive_int,
         default=download.SYNTHETIC_LETTERS_PER_CLASS,
         help="letters per class A..J in the synthetic notMNIST_small (with --synthetic)")
+    parser.add_argument(
+        "--long-numbers", metavar="SHARE", type=float, default=0.0,
+        help="with --synthetic: this share of the numbers have 6 to 8 digits, longer than the study's network "
+             "reads, for the ctc reader (keep them with preprocess_svhn.py --max-digits 8); default 0")
     parser.add_argument("--seed", type=int, default=0, help="random seed for --synthetic")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return parser
@@ -58,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     summary = download.fetch(
         args.datasets, args.data_dir, mirror=args.mirror, synthetic=args.synthetic, seed=args.seed,
-        progress=not args.no_progress, synthetic_letters=args.synthetic_letters)
+        progress=not args.no_progress, synthetic_letters=args.synthetic_letters, long_share=args.long_numbers)
     for line in download.iter_plan_lines(summary):
         print(line)
     print(f"done: {len(summary['fetched'])} fetched, {len(summary['extracted'])} unpacked, "

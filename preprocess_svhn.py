@@ -42,6 +42,9 @@ def parse_args(argv=None):
     p.add_argument("--image-width", type=int, default=d.image_width,
                    help="width of wider-than-tall crops in pixels, e.g. 96 for --preset ctc (default: square)")
     p.add_argument("--margin", type=float, default=d.margin, help="union box growth, fraction of its size in total")
+    p.add_argument("--max-digits", type=int, default=d.max_digits,
+                   help="longest number kept (longer ones are dropped and counted); the study reads 5, the ctc "
+                        "reader any length: e.g. 8 with download_and_extract.py --long-numbers")
     p.add_argument("--valid-size", type=valid_size, default=d.valid_size,
                    help="validation rows held out of train: a count, or a fraction if below 1")
     p.add_argument("--no-extra", action="store_true", help="leave the extra split out of training")
@@ -58,10 +61,12 @@ def main(argv=None) -> int:
 
     if args.image_width is not None and args.image_width < 8:
         raise HousenumError(f"--image-width must be >= 8 (or left out for square crops), got {args.image_width}")
+    if not 1 <= args.max_digits <= 12:
+        raise HousenumError(f"--max-digits must be 1..12, got {args.max_digits}")
     if args.image_size < 8 or not 0 <= args.margin <= 3:
         raise HousenumError(f"--image-size must be >= 8 and --margin in [0, 3]; got {args.image_size}, {args.margin}")
     cfg = replace(DataConfig(), image_size=args.image_size, image_width=args.image_width, margin=args.margin, valid_size=args.valid_size,
-                  use_extra=not args.no_extra, seed=args.seed)
+                  max_digits=args.max_digits, use_extra=not args.no_extra, seed=args.seed)
     data_dir = Path(args.data_dir)
     out = Path(args.out) if args.out else data_dir / f"svhn_{cfg.image_width or cfg.image_size}x{cfg.image_size}.h5"
     summary = preprocess_svhn(data_dir / "svhn", out, cfg, workers=args.workers, progress=not args.no_progress)

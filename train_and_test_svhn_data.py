@@ -102,7 +102,8 @@ def config_from_args(args, data_config: DataConfig) -> RunConfig:
     """The preset with the flags applied; the data's settings (and so the input size) from the data."""
     base = preset(args.preset)
     model = dataclasses.replace(
-        base.model, image_size=data_config.image_size, image_width=data_config.image_width, conv_depths=args.conv_depths, patch=args.patch,
+        base.model, image_size=data_config.image_size, image_width=data_config.image_width,
+        max_digits=data_config.max_digits, conv_depths=args.conv_depths, patch=args.patch,
         lrn_alpha=args.lrn_alpha, lrn_beta=args.lrn_beta, fc_units=args.fc_units, keep_prob=args.keep_prob,
         batch_norm=args.batch_norm, convs_per_block=args.convs_per_block, augment=args.augment,
         augment_zoom=args.augment_zoom,

@@ -66,7 +66,9 @@ def run_one(name: str, data_dir: Path, work: Path, budget_s: float, calibrate_st
     data = load_svhn(path)
     base = preset(name)
     cfg = dataclasses.replace(base, model=dataclasses.replace(base.model, image_size=data.config.image_size,
-                                                              image_width=data.config.image_width))
+                                                              image_width=data.config.image_width,
+                                                              max_digits=data.config.max_digits),
+                              data=data.config)
 
     def train(steps: int, folder: str, every: int, data: Data, fresh: bool = True) -> Trainer:
         c = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=steps, eval_every=every,

@@ -66,7 +66,7 @@ class ModelConfig:
     # et al. crop 54x54 out of 64x64; inside the model, so data and prediction share one input size
     crop: int = 0
     seq_units: int = 128  # ctc: units per direction of the bidirectional GRU that reads the columns
-    max_digits: int = MAX_DIGITS  # number of digit heads; the length head has max_digits + 1 classes (0..5)
+    max_digits: int = MAX_DIGITS  # digit heads (the length head has max_digits + 1 classes); from the data
     num_classes: int = NUM_DIGIT_CLASSES  # classes per digit head
     task: str = "sequence"  # "sequence": length + digit heads (SVHN); "single": one class head (notMNIST)
 
@@ -163,6 +163,11 @@ class RunConfig:
             raise HousenumError(
                 f"the model takes {_hw(model_hw)} inputs but the data holds {_hw(data_hw)} images "
                 f"(preprocess with --image-size {self.model.image_size}{width})"
+            )
+        if self.model.task == "sequence" and self.model.max_digits != self.data.max_digits:
+            raise HousenumError(
+                f"the model reads up to {self.model.max_digits} digits but the data's labels hold up to "
+                f"{self.data.max_digits} (preprocessed with --max-digits {self.data.max_digits})"
             )
         return self
 

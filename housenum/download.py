@@ -542,7 +542,8 @@ SYNTHETIC_LETTERS_PER_CLASS = 1000
 
 
 def _generate_synthetic(archives: list[Archive], downloads: Path, n: int, seed: int,
-                        letters: int = SYNTHETIC_LETTERS_PER_CLASS, progress: bool = True) -> dict[str, str]:
+                        letters: int = SYNTHETIC_LETTERS_PER_CLASS, progress: bool = True,
+                        long_share: float = 0.0) -> dict[str, str]:
     """Write synthetic archives for `archives` into `downloads` unless these settings already did.
 
     Returns name -> "generated" or "skipped" for each archive written now or earlier; a wanted notMNIST
@@ -558,7 +559,9 @@ def _generate_synthetic(archives: list[Archive], downloads: Path, n: int, seed: 
     # One entry per archive name: the settings that made it and its size and mtime then, or "absent"
     # when the generator did not write that name.
     known: dict[str, Any] = record.get("archives", {}) if isinstance(record.get("archives"), dict) else {}
-    params = {"svhn": {"n": n, "seed": seed}, "notmnist": {"letters_per_class": letters, "seed": seed}}
+    # long_share is recorded only when set, so data made before it existed still counts as current
+    svhn = {"n": n, "seed": seed, **({"long_share": long_share} if long_share else {})}
+    params = {"svhn": svhn, "notmnist": {"letters_per_class": letters, "seed": seed}}
 
     def ours(name: str) -> bool:
         entry, path = known.get(name), downloads / name
@@ -579,7 +582,8 @@ def _generate_synthetic(archives: list[Archive], downloads: Path, n: int, seed: 
     tmp = Path(tempfile.mkdtemp(dir=downloads, prefix=".tmp-synthetic-"))
     try:
         if "svhn" in stale:
-            synthetic.write_svhn_archives(tmp, synthetic.split_sizes(n), seed=seed, progress=progress)
+            style = {"config": synthetic.SyntheticConfig(long_share=long_share)} if long_share else {}
+            synthetic.write_svhn_archives(tmp, synthetic.split_sizes(n), seed=seed, progress=progress, **style)
         if "notmnist" in stale:
             synthetic.write_notmnist_archive(tmp, letters, seed)
         made = {p.name for p in tmp.iterdir() if p.is_file()}
@@ -627,13 +631,15 @@ def fetch(
     progress: bool = True,
     synthetic_letters: int = SYNTHETIC_LETTERS_PER_CLASS,
     settings: DownloadSettings | None = None,
+    long_share: float = 0.0,
 ) -> dict[str, Any]:
     """Fetch and unpack `datasets` into `data_dir`; return a summary of what was done.
 
     datasets: keys of ARCHIVES or names in GROUPS. mirror: take archives from this folder (or its svhn/,
     notmnist/ subfolders) instead of downloading. synthetic: generate N synthetic SVHN numbers instead of
     downloading SVHN (and a synthetic notMNIST_small of `synthetic_letters` per letter when notMNIST is
-    wanted and no mirror is given; there is no synthetic notMNIST_large).
+    wanted and no mirror is given; there is no synthetic notMNIST_large); long_share of its numbers have
+    6..8 digits (housenum.synthetic.SyntheticConfig.long_share).
 
     Returns {"data_dir", "archives": [{"dataset", "name", "source", "path", "fetch", "extract",
     "folder"}...], "fetched", "extracted", "skipped", "missing", "notes"}.
@@ -641,6 +647,10 @@ def fetch(
     for flag, value in (("--synthetic", synthetic), ("--synthetic-letters", synthetic_letters)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise DataError(f"{flag}: expected a positive whole number, got {value!r}")
+    if not 0.0 <= long_share <= 1.0:
+        raise DataError(f"--long-numbers: expected a share 0..1, got {long_share!r}")
+    if long_share and synthetic is None:
+        raise DataError("--long-numbers: only with --synthetic N (real data has the lengths it has)")
     archives = resolve_datasets(datasets)
     data_dir = Path(data_dir)
     downloads = downloads_dir(data_dir)
@@ -677,7 +687,8 @@ def fetch(
     # what made the synthetic archives on disk now, to say what a regeneration replaces
     made_before = (_read_json(_synthetic_record_path(downloads)) or {}).get("archives", {})
     if synthetic_archives:
-        generated = _generate_synthetic(synthetic_archives, downloads, synthetic, seed, synthetic_letters, progress)
+        generated = _generate_synthetic(synthetic_archives, downloads, synthetic, seed, synthetic_letters, progress,
+                                        long_share)
         for archive in [a for a in synthetic_archives if a.name not in generated]:
             small = ARCHIVES["notmnist-small"].name
             if archive.key == "notmnist-large" and small in generated:

@@ -96,7 +96,8 @@ def run_sweep(entries: Sequence[SweepEntry], train: TrainConfig, data, results_d
     rows = []
     for entry in entries:
         run_dir = results_dir / "layer_sweep" / entry.name
-        cfg = RunConfig(model=entry.model, train=train, data=data.config).validate()
+        model = dataclasses.replace(entry.model, max_digits=data.config.max_digits)
+        cfg = RunConfig(model=model, train=train, data=data.config).validate()
         result = None if force else _finished(run_dir, cfg, fingerprint)
         if result is not None:
             log(f"{entry.name}: finished earlier, read back from {run_dir / 'metrics.json'}")

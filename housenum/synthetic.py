@@ -51,6 +51,7 @@ STATS_PATH = Path(__file__).resolve().parent / "resources" / "svhn_label_stats.j
 # and the last, so the extreme 0.5 % on each side (mislabelled boxes, 400-px digits) is never reproduced.
 QUANTILE_LEVELS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5,
                    0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.975, 0.99, 0.995)
+LONGEST = 12  # the most digits the generator draws in one number
 MIN_NUMBERS_PER_LENGTH = 500  # lengths with fewer real numbers share the statistics of the last length with more
 FIXED_MTIME = 1_300_000_000  # tar member mtime (2011-03-13, the SVHN release year): same bytes on every run
 MATLAB_CREATED = "Fri Mar 11 12:00:00 2011"  # digitStruct.mat header date, fixed for byte-identical output
@@ -108,7 +109,11 @@ class SyntheticConfig:
     fonts: tuple[str, ...] = DEFAULT_FONTS  # font families, drawn with equal chance: see DEFAULT_FONTS
     stats_path: str | None = None  # label statistics JSON; None = the bundled resources/svhn_label_stats.json
     max_length: int = 5  # lengths are drawn from the real 1..max_length distribution (the study reads <= 5)
-    six_digit_share: float = 0.0  # share of 6-digit numbers, to exercise preprocessing's drop logic; off by default
+    # share of numbers longer than the study reads (6..long_max digits, each length as likely): for a
+    # sequence reader that reads any length (preprocess with --max-digits long_max to keep them); off by
+    # default, since the study's network drops them
+    long_share: float = 0.0
+    long_max: int = 8
     min_height: int = 10  # floor on the drawn box height in px (real 0.5 % quantile: 12)
     ink_fill: tuple[float, float] = (0.78, 0.96)  # glyph ink height / box height: SVHN boxes are a little loose
     ink_width: tuple[float, float] = (0.72, 0.95)  # glyph ink width / box width (loose boxes overlap, digits less)
@@ -156,8 +161,10 @@ class SyntheticConfig:
             raise HousenumError("SyntheticConfig.fonts: expected at least one font file name, got none")
         if not 1 <= self.max_length <= 5:
             raise HousenumError(f"SyntheticConfig.max_length: expected 1..5, got {self.max_length}")
-        if not 0.0 <= self.six_digit_share <= 1.0:
-            raise HousenumError(f"SyntheticConfig.six_digit_share: expected 0..1, got {self.six_digit_share}")
+        if not 0.0 <= self.long_share <= 1.0:
+            raise HousenumError(f"SyntheticConfig.long_share: expected 0..1, got {self.long_share}")
+        if not 6 <= self.long_max <= LONGEST:
+            raise HousenumError(f"SyntheticConfig.long_max: expected 6..{LONGEST} digits, got {self.long_max}")
         for name in ("bold_prob", "outline_prob", "emboss_prob", "mounted_prob", "stencil_prob", "edge_touch_prob",
                      "plate_prob", "tile_prob", "metal_prob", "glare_prob", "clutter_prob", "light_prob",
                      "defocus_prob", "lowres_prob", "jpeg_prob"):
@@ -201,9 +208,10 @@ def render_number(digits: Sequence[int], rng: np.random.Generator,
 
 
 def sample_digits(rng: np.random.Generator, config: SyntheticConfig = SyntheticConfig()) -> list[int]:
-    """A number's digits: length from the real distribution (1..max_length), each digit uniform 0..9."""
-    if config.six_digit_share > 0 and rng.random() < config.six_digit_share:
-        length = 6
+    """A number's digits: length from the real distribution (1..max_length), or with chance long_share
+    6..long_max; each digit uniform 0..9."""
+    if config.long_share > 0 and rng.random() < config.long_share:
+        length = int(rng.integers(6, config.long_max + 1))
     else:
         probs = _length_probs(_stats(config.stats_path), config.max_length)
         length = int(rng.choice(len(probs), p=probs)) + 1
@@ -1211,8 +1219,8 @@ def _checked_digits(digits: Sequence[int]) -> list[int]:
         values = [int(d) for d in digits]
     except (TypeError, ValueError):
         raise DataError(f"digits: expected a sequence of integers 0..9, got {digits!r}") from None
-    if not 1 <= len(values) <= 6 or any(not 0 <= d <= 9 or d != dd for d, dd in zip(values, digits)):
-        raise DataError(f"digits: expected 1..6 integers 0..9, got {list(digits)!r}")
+    if not 1 <= len(values) <= LONGEST or any(not 0 <= d <= 9 or d != dd for d, dd in zip(values, digits)):
+        raise DataError(f"digits: expected 1..{LONGEST} integers 0..9, got {list(digits)!r}")
     return values
 
 

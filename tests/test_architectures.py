@@ -289,3 +289,42 @@ def test_a_checkpoint_from_before_the_architectures_resumes(tmp_path, monkeypatc
     with pytest.raises(HousenumError, match="different settings"):
         Trainer(replace(cfg, model=replace(cfg.model, patch=3), train=replace(cfg.train, steps=8)), data,
                 tmp_path / "r").fit()
+
+
+def test_numbers_longer_than_five_go_from_the_generator_to_the_ctc_reader(tmp_path):
+    """Users ask why five digits is the most: generated 6-8 digit numbers, kept by --max-digits 8, train the
+    ctc reader, whose readings may be that long; a length-head network is sized from the data too, and a
+    model whose heads do not match the data is a one-line error."""
+    from housenum.synthetic import SyntheticConfig, write_svhn_split
+
+    style = SyntheticConfig(long_share=0.6, max_image_side=160)
+    for split, n in (("train", 30), ("test", 10)):
+        write_svhn_split(tmp_path / "svhn", split, n, seed=5, config=style, workers=1, progress=False)
+    five = replace(DataConfig(), image_width=96, valid_size=0.2)
+    summary = preprocess_svhn(tmp_path / "svhn", tmp_path / "five.h5", five, workers=1, progress=False,
+                              log=lambda s: None)
+    dropped = summary["splits"]["train"]["skipped"]["too_many_digits"]
+    assert dropped > 5  # the study's setting drops them, and counts them
+    eight = replace(five, max_digits=8)
+    preprocess_svhn(tmp_path / "svhn", tmp_path / "eight.h5", eight, workers=1, progress=False, log=lambda s: None)
+    data = load_svhn(tmp_path / "eight.h5")
+    lengths = np.concatenate([data.train[1][:, 0], data.valid[1][:, 0]])
+    assert data.train[1].shape[1] == 9 and len(lengths) == 30 and (lengths > 5).sum() == dropped
+    assert data.config.max_digits == 8
+
+    base = C.ctc()
+    cfg = replace(base, model=replace(base.model, max_digits=8, keep_prob=1.0), data=data.config,
+                  train=replace(base.train, steps=4, batch_size=8, eval_every=4, checkpoint_every=4, eval_batch=8))
+    result = Trainer(cfg, data, tmp_path / "ctc").fit()
+    assert np.isfinite(result["test"]["sequence_accuracy"])
+    texts, conf = Reader(tmp_path / "ctc").read_arrays(data.test[0])
+    assert len(texts) == len(data.test[0]) and ((0 <= conf) & (conf <= 1)).all()
+    length, digits, _ = greedy_decode(np.eye(11, dtype=np.float32)[[1, 10, 2, 10, 3, 4, 5, 6, 7, 10, 8, 9]][None] * 9, 5)
+    assert labels_to_text(np.c_[length, digits])[0] == "123456789"  # longer than any head count
+
+    seed = C.seed_network()
+    sized = replace(seed, model=replace(seed.model, image_width=96, max_digits=8), data=data.config).validate()
+    assert build_model(sized.model)(tf.zeros((1, 32, 96, 1)))["digits"].shape == (1, 8, 10)
+    with pytest.raises(HousenumError, match=r"reads up to 5 digits but the data's labels hold up to 8 "
+                                            r"\(preprocessed with --max-digits 8\)"):
+        replace(seed, model=replace(seed.model, image_width=96), data=data.config).validate()

@@ -554,6 +554,24 @@ def test_synthetic_svhn_with_notmnist_from_mirror(fake_synthetic, tmp_path):
     assert summary["missing"] == ["notMNIST_large.tar.gz"]
 
 
+def test_long_numbers_are_generated_and_recorded(tmp_path):
+    """--long-numbers: that share of the numbers has 6..8 digits; changing it regenerates, repeating it skips."""
+    pytest.importorskip("housenum.synthetic")
+    from housenum.digitstruct import read_digitstruct
+
+    summary = download.fetch(["svhn-test"], tmp_path, synthetic=16, long_share=1.0, progress=False)
+    assert summary["fetched"] == ["test.tar.gz"]
+    ds = read_digitstruct(download.svhn_dir(tmp_path) / "test" / "digitStruct.mat")
+    assert len(ds) == 4 and all(6 <= n <= 8 for n in ds.lengths())
+    again = download.fetch(["svhn-test"], tmp_path, synthetic=16, long_share=1.0, progress=False)
+    assert again["fetched"] == []
+    plain = download.fetch(["svhn-test"], tmp_path, synthetic=16, progress=False)
+    assert plain["fetched"] == ["test.tar.gz"]
+    assert all(n <= 5 for n in read_digitstruct(download.svhn_dir(tmp_path) / "test" / "digitStruct.mat").lengths())
+    with pytest.raises(DataError, match="--long-numbers: only with --synthetic"):
+        download.fetch(["svhn-test"], tmp_path, long_share=0.5, progress=False)
+
+
 def test_synthetic_end_to_end_with_the_real_generator(tmp_path):
     pytest.importorskip("housenum.synthetic")
     summary = download.fetch(["svhn-test", "notmnist"], tmp_path, synthetic=4, seed=0, synthetic_letters=2,

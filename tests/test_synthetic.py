@@ -115,7 +115,7 @@ def test_render_number_boxes():
 
 
 def test_long_numbers_fit_a_small_max_image_side():
-    cfg = synthetic.SyntheticConfig(max_image_side=80, six_digit_share=1.0)
+    cfg = synthetic.SyntheticConfig(max_image_side=80, long_share=1.0, long_max=6)
     for i in range(10):
         rng = synthetic.image_rng(0, "small", i)
         img, boxes = synthetic.render_number(synthetic.sample_digits(rng, cfg), rng, cfg)
@@ -136,14 +136,16 @@ def test_length_distribution_matches_real_labels():
     assert scipy_stats.chisquare(observed, expected).pvalue > 1e-3, (observed, expected.round(1))
 
 
-def test_digits_uniform_and_six_digit_share():
+def test_digits_uniform_and_long_share():
     digits = np.concatenate([synthetic.sample_digits(synthetic.image_rng(1, "digits", i)) for i in range(400)])
     assert scipy_stats.chisquare(np.bincount(digits, minlength=10)).pvalue > 1e-3
-    cfg = synthetic.SyntheticConfig(six_digit_share=0.5)
-    lengths = [len(synthetic.sample_digits(synthetic.image_rng(1, "six", i), cfg)) for i in range(60)]
-    assert 6 in lengths and max(lengths) == 6
-    _, boxes = synthetic.render_number([1, 2, 3, 4, 5, 6], np.random.default_rng(1), cfg)
-    assert len(boxes) == 6
+    cfg = synthetic.SyntheticConfig(long_share=0.5, long_max=8)
+    lengths = np.array([len(synthetic.sample_digits(synthetic.image_rng(1, "long", i), cfg)) for i in range(120)])
+    assert set(lengths[lengths > 5]) == {6, 7, 8} and 0.35 < np.mean(lengths > 5) < 0.65
+    img, boxes = synthetic.render_number([1, 2, 3, 4, 5, 6, 7, 8], np.random.default_rng(1), cfg)
+    assert len(boxes) == 8 and np.all(boxes[:, 1] + boxes[:, 3] <= img.width)
+    with pytest.raises(HousenumError, match="long_max"):
+        synthetic.SyntheticConfig(long_max=5)
 
 
 def test_box_geometry_follows_real_statistics():
