@@ -22,6 +22,7 @@ from housenum import cli
 from housenum.atomic import write_json
 from housenum.config import DataConfig
 from housenum.errors import HousenumError
+from housenum.synthetic import LONGEST
 
 
 def valid_size(text: str) -> float:
@@ -61,8 +62,8 @@ def main(argv=None) -> int:
 
     if args.image_width is not None and args.image_width < 8:
         raise HousenumError(f"--image-width must be >= 8 (or left out for square crops), got {args.image_width}")
-    if not 1 <= args.max_digits <= 12:
-        raise HousenumError(f"--max-digits must be 1..12, got {args.max_digits}")
+    if not 1 <= args.max_digits <= LONGEST:
+        raise HousenumError(f"--max-digits must be 1..{LONGEST}, got {args.max_digits}")
     if args.image_size < 8 or not 0 <= args.margin <= 3:
         raise HousenumError(f"--image-size must be >= 8 and --margin in [0, 3]; got {args.image_size}, {args.margin}")
     cfg = replace(DataConfig(), image_size=args.image_size, image_width=args.image_width, margin=args.margin, valid_size=args.valid_size,
