@@ -133,6 +133,8 @@ def format_report(result: dict) -> str:
         f"test length accuracy:         {test['length_accuracy']:.4f}",
         f"test per-digit accuracy:      {test['digit_accuracy']:.4f}   "
         + "  ".join(f"{k} {v:.3f}" for k, v in test["per_position_accuracy"].items()),
+        "test accuracy by true length: "
+        + "  ".join(f"{n}: {v['sequence_accuracy']:.3f} ({v['n']:,})" for n, v in test.get("by_length", {}).items()),
         f"coverage at 98% accuracy:     {test['coverage_at_98']:.4f}",
         f"best validation accuracy:     {result['best_valid_accuracy']:.4f}",
         "reference figures (measured on the real SVHN test set, not on this data unless it is real SVHN): "

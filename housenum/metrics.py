@@ -103,6 +103,10 @@ def reading_metrics(length: np.ndarray, digits: np.ndarray, conf: np.ndarray, la
         mask = inside[:, i]
         if mask.any():
             per_position[f"digit{i + 1}"] = float((digits[mask, i] == true_digits[mask, i]).mean())
+    # whole-sequence accuracy of the numbers of each true length: long numbers are few, so the overall
+    # figure hides how a reader does on them
+    by_length = {str(n): {"n": int((true_len == n).sum()), "sequence_accuracy": float(correct[true_len == n].mean())}
+                 for n in np.unique(true_len).tolist()}
     return {
         "n": int(len(labels)),
         "sequence_accuracy": float(correct.mean()) if len(labels) else 0.0,
@@ -110,6 +114,7 @@ def reading_metrics(length: np.ndarray, digits: np.ndarray, conf: np.ndarray, la
         # share of true digits read right at their own position
         "digit_accuracy": float(((digits == true_digits) & inside).sum() / n_digits) if n_digits else 0.0,
         "per_position_accuracy": per_position,
+        "by_length": by_length,
         "coverage_at_98": coverage_at_accuracy(correct, conf, 0.98),
         "threshold_at_98": threshold_at_accuracy(correct, conf, 0.98),
     }

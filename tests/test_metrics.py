@@ -35,6 +35,9 @@ def test_whole_sequence_needs_length_and_every_digit():
     # true digits read right at their position: 4 + 2 + 0 + 2 of 9
     assert m["digit_accuracy"] == pytest.approx(8 / 9)
     assert m["per_position_accuracy"]["digit1"] == pytest.approx(3 / 4)
+    # by true length: "5" misread (0 of 1), "17" misread and "90" right (1 of 2), "2165" right
+    assert m["by_length"] == {"1": {"n": 1, "sequence_accuracy": 0.0}, "2": {"n": 2, "sequence_accuracy": 0.5},
+                              "4": {"n": 1, "sequence_accuracy": 1.0}}
 
 
 def test_digits_past_the_predicted_length_do_not_matter():
