@@ -22,9 +22,6 @@ def offline(monkeypatch):
     monkeypatch.setattr(run_all, "SYNTHETIC", run_all.Sizes(synthetic=150, steps=10, sweep_steps=6, letters_steps=6))
 
 
-# in the end-to-end training's xdist group, so the two never run at once: twice, with both running, that
-# training's finishing step stalled ~50 s (cause not found; README, "the whole test suite")
-@pytest.mark.xdist_group("synthetic")
 def test_offline_main_command_runs_to_the_report(tmp_path, offline, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as done:
