@@ -20,9 +20,8 @@ from pathlib import Path
 
 from housenum import cli
 from housenum.atomic import write_json
-from housenum.config import DataConfig
+from housenum.config import LONGEST, DataConfig
 from housenum.errors import HousenumError
-from housenum.synthetic import LONGEST
 
 
 def valid_size(text: str) -> float:

@@ -18,6 +18,7 @@ from typing import Any
 from housenum.errors import HousenumError
 
 MAX_DIGITS = 5  # the study reads numbers of 1..5 digits; longer ones are dropped in preprocessing
+LONGEST = 12  # the most digits any number may have here: generated, kept by preprocessing (--max-digits)
 NUM_DIGIT_CLASSES = 10  # digits 0..9 (SVHN stores 0 as label 10; preprocessing maps it to 0)
 BLANK = 10  # label value for a digit position past the number's length ("blank")
 ARCHS = ("seed", "goodfellow", "ctc")  # the networks ModelConfig.arch selects

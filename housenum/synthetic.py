@@ -42,6 +42,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from housenum.atomic import atomic_path, write_text
+from housenum.config import LONGEST  # the most digits the generator draws in one number
 from housenum.digitstruct import write_digitstruct
 from housenum.errors import DataError, HousenumError
 
@@ -51,7 +52,6 @@ STATS_PATH = Path(__file__).resolve().parent / "resources" / "svhn_label_stats.j
 # and the last, so the extreme 0.5 % on each side (mislabelled boxes, 400-px digits) is never reproduced.
 QUANTILE_LEVELS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5,
                    0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.975, 0.99, 0.995)
-LONGEST = 12  # the most digits the generator draws in one number
 MIN_NUMBERS_PER_LENGTH = 500  # lengths with fewer real numbers share the statistics of the last length with more
 FIXED_MTIME = 1_300_000_000  # tar member mtime (2011-03-13, the SVHN release year): same bytes on every run
 MATLAB_CREATED = "Fri Mar 11 12:00:00 2011"  # digitStruct.mat header date, fixed for byte-identical output
