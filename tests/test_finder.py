@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from housenum.errors import DataError, HousenumError
-from housenum.finder import (STRIDE, Finder, FinderConfig, Letterbox, choose_threshold, decode, encode, letterbox,
-                             main, smoke, train_finder)
+from housenum.finder import (PASSES, STRIDE, Finder, FinderConfig, Letterbox, choose_threshold, decode, encode,
+                             letterbox, locate, main, smoke, train_finder)
 from housenum.scenes import SceneConfig, load_sources, make_scene
 
 # Small scenes keep the whole file fast; the geometry is the same at any size.
@@ -134,6 +134,33 @@ def test_threshold_keeps_false_positives_within_the_allowed_rate():
     assert choose_threshold(scores, positive, 0.0) > 0.6
 
 
+def test_each_refining_pass_looks_again_at_a_crop_around_the_box_before_it():
+    cfg = FinderConfig(input_size=64)
+    obj, _, box = encode(np.array([[24.0, 24.0, 40.0, 40.0]]), cfg)  # the middle quarter of what it sees
+    middle = np.concatenate([np.where(obj > 0, 9.0, -9.0)[..., None], box[..., :4]], axis=-1)
+
+    class Counting:
+        def __init__(self):
+            self.cfg, self.calls = cfg, 0
+
+        def predict(self, x):
+            self.calls += 1
+            return np.repeat(middle, len(x), axis=0)
+
+    photo = Image.new("L", (1000, 1000), 128)
+    widths = []
+    for passes in range(len(PASSES)):
+        f = Counting()
+        scores, boxes = locate(f, [photo], passes)
+        assert f.calls == 1 + passes and scores[0] > 0.99
+        l, t, r, b = boxes[0]
+        assert (l + r) / 2 == pytest.approx(500, abs=1) and (t + b) / 2 == pytest.approx(500, abs=1)
+        widths.append(r - l)
+    # The first pass boxes the photo's middle quarter; each refining pass looks at a crop 2.5x the box
+    # before it and keeps the middle quarter of that, in photo pixels.
+    assert widths == pytest.approx([250, 250 * 2.5 / 4, 250 * (2.5 / 4) ** 2], abs=1)
+
+
 def test_short_training_learns_and_the_finder_round_trips(trained, svhn_dir):
     out, meta = trained
     test = meta["test"]["one_pass"]
@@ -141,11 +168,16 @@ def test_short_training_learns_and_the_finder_round_trips(trained, svhn_dir):
     # its boxes (the initial cell sizes, anywhere) overlap the numbers little.
     assert test["has_number_accuracy"] >= 0.7, test
     assert test["iou_mean"] > 0.25, test
+    # Validation chose how many refining passes to use, and the test figures of each count are stored.
+    assert meta["refine"] in range(len(PASSES)) and meta["test"]["used"] == PASSES[meta["refine"]]
+    best = max(meta["validation"][name]["iou_mean"] for name in PASSES)
+    assert meta["validation"][PASSES[meta["refine"]]]["iou_mean"] == best
+    assert all(name in meta["test"] for name in PASSES)
     assert (out / "finder.keras").is_file() and (out / "log.csv").read_text().startswith("step,")
     assert not list(out.glob(".*.tmp*"))  # no temporary files left behind
 
     finder = Finder(out)
-    assert finder.threshold == pytest.approx(meta["threshold"])
+    assert finder.threshold == pytest.approx(meta["threshold"]) and finder.refine == meta["refine"]
     sources = load_sources([svhn_dir / "svhn" / "test"])
     scenes = [make_scene(sources, 0, i, SMALL, stream="test") for i in range(6)]
     found = finder.find([s.image.convert("RGB") for s in scenes])
