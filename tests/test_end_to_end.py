@@ -21,6 +21,7 @@ STEPS = 800
 # measured 0.46 whole-sequence accuracy at these settings on today's synthetic data (0.65 on the earlier
 # generator's easier numbers: matplotlib's fonts only); chance is ~0, a broken mask ~0.05
 BAR = 0.35
+CROPS = 40  # test crops read back through predict_real_images.py
 
 
 def run(*args, timeout=900):
@@ -79,8 +80,8 @@ def test_prediction_reads_crops_exactly_as_evaluation_does(pipeline, tmp_path):
     data, results, _, _ = pipeline
     ds = read_digitstruct(data / "svhn" / "test" / "digitStruct.mat")
     with h5py.File(data / "svhn_32x32.h5") as f:
-        names = [n.decode() for n in f["test/names"][:12]]
-        images, labels = f["test/images"][:12], f["test/labels"][:12]
+        names = [n.decode() for n in f["test/names"][:CROPS]]
+        images, labels = f["test/images"][:CROPS], f["test/labels"][:CROPS]
     index = {name: i for i, name in enumerate(ds.names)}
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -92,7 +93,7 @@ def test_prediction_reads_crops_exactly_as_evaluation_does(pipeline, tmp_path):
     out = run(REPO / "predict_real_images.py", photos, "--model", results / "e2e", "--no-finder",
               "--show", tmp_path / "shown")
     lines = [line.split("\t") for line in out.stdout.strip().splitlines()]
-    assert len(lines) == 12 and all(len(parts) == 4 for parts in lines)
+    assert len(lines) == CROPS and all(len(parts) == 4 for parts in lines)
     reader = Reader(results / "e2e")
     expected, conf = reader.read_arrays(images)
     threshold = reader.meta["abstain_threshold"]
@@ -101,8 +102,10 @@ def test_prediction_reads_crops_exactly_as_evaluation_does(pipeline, tmp_path):
                                              for e, c in zip(expected, conf)]
     np.testing.assert_allclose([float(parts[2]) for parts in lines], conf, atol=6e-4)
     truth = labels_to_text(labels)
-    assert sum(e == t for e, t in zip(expected, truth)) >= 6  # most crops are read right
-    assert len(list((tmp_path / "shown").glob("*.png"))) == 12
+    # A model above the bar (0.35) reads 14 of 40 on average and fewer than 8 about 2 % of the time (it
+    # measured 0.46 here); chance and a broken reading path read none.
+    assert sum(e == t for e, t in zip(expected, truth)) >= 8
+    assert len(list((tmp_path / "shown").glob("*.png"))) == CROPS
     assert "ms per photo" in out.stderr
 
 

@@ -143,46 +143,60 @@ def _free_ports(n):
     return ports
 
 
-def test_two_workers_match_one_worker(tmp_path):
+def _worker_env() -> dict:
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO)}
+
+
+WORKER = [sys.executable, str(REPO / "tests" / "_train_worker.py")]
+
+
+@pytest.fixture(scope="module")
+def one_worker(tmp_path_factory):
+    """The weights of one worker with one replica taking the same global batches: the baseline both
+    distribution tests compare to, trained once (they share an xdist group, so one worker holds it)."""
+    out = tmp_path_factory.mktemp("one_worker")
+    proc = subprocess.run(WORKER + ["default", str(out / "run"), str(out / "one.npz")], env=_worker_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "replicas 1" in proc.stdout
+    return np.load(out / "one.npz")
+
+
+@pytest.mark.xdist_group("distribution")
+def test_two_workers_match_one_worker(tmp_path, one_worker):
     """Two CPU workers on localhost under MultiWorkerMirroredStrategy end with identical weights, equal
     (within float tolerance) to one worker that takes the same global batches."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO)}
-    worker = [sys.executable, str(REPO / "tests" / "_train_worker.py")]
     cluster = {"worker": [f"localhost:{p}" for p in _free_ports(2)]}
     procs = []
     for i in range(2):
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})
-        procs.append(subprocess.Popen(worker + ["multiworker", str(tmp_path / "mw"), str(tmp_path / f"w{i}.npz")],
-                                      env={**env, "TF_CONFIG": tf_config}, stdout=subprocess.PIPE,
+        procs.append(subprocess.Popen(WORKER + ["multiworker", str(tmp_path / "mw"), str(tmp_path / f"w{i}.npz")],
+                                      env={**_worker_env(), "TF_CONFIG": tf_config}, stdout=subprocess.PIPE,
                                       stderr=subprocess.STDOUT, text=True))
     outs = [p.communicate(timeout=300)[0] for p in procs]
     for p, out in zip(procs, outs):
         assert p.returncode == 0, out[-3000:]
         assert "replicas 2" in out
-    single = subprocess.run(worker + ["default", str(tmp_path / "one"), str(tmp_path / "one.npz")], env=env,
-                            capture_output=True, text=True, timeout=300)
-    assert single.returncode == 0, single.stderr[-3000:]
-    w0, w1, one = (np.load(tmp_path / f) for f in ("w0.npz", "w1.npz", "one.npz"))
-    assert len(w0.files) == len(one.files) > 10
+    w0, w1 = (np.load(tmp_path / f) for f in ("w0.npz", "w1.npz"))
+    assert len(w0.files) == len(one_worker.files) > 10
     for k in w0.files:
         np.testing.assert_array_equal(w0[k], w1[k])
-        np.testing.assert_allclose(w0[k], one[k], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(w0[k], one_worker[k], rtol=1e-4, atol=1e-5)
     assert (tmp_path / "mw" / "model.keras").is_file()  # the chief wrote the model
 
 
-def test_two_local_replicas_match_one(tmp_path):
+@pytest.mark.xdist_group("distribution")
+def test_two_local_replicas_match_one(tmp_path, one_worker):
     """MirroredStrategy over two logical CPUs (as over two GPUs): each local replica takes its half of
     the global batch, and the result equals one replica's within float tolerance."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO)}
-    worker = [sys.executable, str(REPO / "tests" / "_train_worker.py")]
-    for mode, name, replicas in (("mirrored-2cpu", "two", 2), ("default", "one", 1)):
-        proc = subprocess.run(worker + [mode, str(tmp_path / name), str(tmp_path / f"{name}.npz")], env=env,
-                              capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        assert f"replicas {replicas}" in proc.stdout
-    two, one = np.load(tmp_path / "two.npz"), np.load(tmp_path / "one.npz")
-    for k in one.files:
-        np.testing.assert_allclose(two[k], one[k], rtol=1e-4, atol=1e-5)
+    proc = subprocess.run(WORKER + ["mirrored-2cpu", str(tmp_path / "two"), str(tmp_path / "two.npz")],
+                          env=_worker_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "replicas 2" in proc.stdout
+    two = np.load(tmp_path / "two.npz")
+    assert len(two.files) == len(one_worker.files) > 10
+    for k in one_worker.files:
+        np.testing.assert_allclose(two[k], one_worker[k], rtol=1e-4, atol=1e-5)
 
 
 def test_resuming_with_fewer_steps_than_done_is_refused_and_files_stay_consistent(tmp_path):
