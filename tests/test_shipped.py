@@ -76,8 +76,8 @@ def edge_photos(tmp_path_factory):
 
 
 def test_a_number_near_the_edge_of_a_large_photo_is_found_and_read(shipped, edge_photos, tmp_path):
-    """Found about as often as the finder finds numbers in synthetic test scenes (93.4 %) and read about as
-    often as the reader reads such photos whole (78-83 %, README): bars of 7 and 6 of 10,
+    """Found about as often as the finder finds numbers in synthetic test scenes (91.6 %) and read about as
+    often as the reader reads such photos whole (79-84 %, README): bars of 7 and 6 of 10,
     and at most 2 wrong answers (the rest are abstentions)."""
     from housenum.finder import iou, open_photo
 
