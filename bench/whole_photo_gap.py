@@ -2,8 +2,8 @@
 """Where whole photos lose against crops: the same SVHN-format test photos read cropped around their true
 digit boxes (as training crops them) and whole (finder, framings, no abstain rule), and the whole-photo
 reading taken apart (a photo where the finder finds nothing counts as wrong in every reading figure, as
-`predict_real_images.py` answers it "no number found"): photos where the finder finds nothing, found boxes of IoU < 0.5, each framing of the
-found box read alone, the most confident framing (what `predict_real_images.py` answers), the framings'
+`predict_real_images.py` answers it "no number found"): photos where the finder finds nothing, found boxes
+of IoU < 0.5, each framing of the found box read alone, the most confident framing (what `predict_real_images.py` answers), the framings'
 vote (the reading with the most confidence summed over them), the framings' probabilities averaged
 (multi-head readers only), and the best framing per photo if one could pick it.
 Figures only; asserts nothing.
