@@ -3,15 +3,15 @@
 digit boxes (as training crops them) and whole (finder, framings, no abstain rule), and the whole-photo
 reading taken apart (a photo where the finder finds nothing counts as wrong in every reading figure, as
 `predict_real_images.py` answers it "no number found"): photos where the finder finds nothing, found boxes
-of IoU < 0.5, each framing of the found box read alone, the most confident framing (what `predict_real_images.py` answers), the framings'
-vote (the reading with the most confidence summed over them), the framings' probabilities averaged
+of IoU < 0.5, each framing of the found box read alone, the most confident framing (the answer), the
+framings' vote (the reading with the most confidence summed over them), the framings' probabilities averaged
 (multi-head readers only), and the best framing per photo if one could pick it.
 Figures only; asserts nothing.
 
 Pick photos the reported figures do not use (training scores the first --whole-photos of the test split):
 
   .venv/bin/python bench/whole_photo_gap.py --model models/reader --finder models/finder \
-      --test-dir data/syn60k/svhn/test --start 1000 --n 2000
+      --test-dir data/syn200k/svhn/test --start 1000 --n 2000
 """
 
 from __future__ import annotations
@@ -75,30 +75,32 @@ def main(argv=None) -> int:
     print(f"crops (true box + training margin):       {crop_ok.mean():.4f}")
     print(f"finder finds nothing:                     {none.mean():.4f}")
     print(f"found boxes: IoU mean {ious[~none].mean():.3f}, share with IoU < 0.5 {(ious[~none] < 0.5).mean():.4f}")
+    def rate(ok) -> float:  # where the finder finds nothing the answer is "no number found": wrong
+        return float(np.mean(np.asarray(ok, bool) & ~none))
+
     names = ["the photo as its own crop"] + [f"found box, shift {dx:+.0%}, margin {m:.0%}" for dx, m in READ_FRAMINGS]
     for j, name in enumerate(names):
-        ok = [not none[i] and spans[i + 1] - spans[i] > j and read[spans[i] + j] == t for i, t in enumerate(truths)]
-        print(f"  alone: {name:36s} {np.mean(ok):.4f}")
+        ok = [spans[i + 1] - spans[i] > j and read[spans[i] + j] == t for i, t in enumerate(truths)]
+        print(f"  alone: {name:36s} {rate(ok):.4f}")
     pick, vote, best, mean = [], [], [], []
     for i, t in enumerate(truths):
         a, b = spans[i], spans[i + 1]
-        # where the finder finds nothing the answer is "no number found": wrong, as predict_real_images.py says
-        pick.append(not none[i] and read[a + int(np.argmax(conf[a:b]))] == t)
+        pick.append(read[a + int(np.argmax(conf[a:b]))] == t)
         summed: dict[str, float] = {}
         for text, c in zip(read[a:b], conf[a:b]):
             summed[text] = summed.get(text, 0.0) + float(c)
-        vote.append(not none[i] and max(summed, key=summed.get) == t)
-        best.append(not none[i] and t in read[a:b])
+        vote.append(max(summed, key=summed.get) == t)
+        best.append(t in read[a:b])
         if "length" in out:  # averaged probabilities of the found box's framings (or the photo crop alone)
             k = a + 1 if b - a > 1 else a
             n, d, _ = M.decode(np.log(M.softmax(out["length"][k:b]).mean(0, keepdims=True)),
                                np.log(M.softmax(out["digits"][k:b]).mean(0, keepdims=True)))
-            mean.append(not none[i] and M.reading_to_text(n[0], d[0]) == t)
-    print(f"most confident framing (the answer):      {np.mean(pick):.4f}")
-    print(f"framings' vote:                           {np.mean(vote):.4f}")
+            mean.append(M.reading_to_text(n[0], d[0]) == t)
+    print(f"most confident framing (the answer):      {rate(pick):.4f}")
+    print(f"framings' vote:                           {rate(vote):.4f}")
     if mean:
-        print(f"framings' probabilities averaged:         {np.mean(mean):.4f}")
-    print(f"best framing per photo (an oracle):       {np.mean(best):.4f}")
+        print(f"framings' probabilities averaged:         {rate(mean):.4f}")
+    print(f"best framing per photo (an oracle):       {rate(best):.4f}")
     return 0
 
 
