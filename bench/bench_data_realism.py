@@ -43,6 +43,7 @@ def variants() -> dict[str, synthetic.SyntheticConfig]:
         "fonts": synthetic.SyntheticConfig(**STYLES_OFF),  # + the 35 pinned font families
         "styles": synthetic.SyntheticConfig(fonts=synthetic.MPL_FONTS),  # + mounted digits, tiles, ... alone
         "all": synthetic.SyntheticConfig(),  # today's default: both
+        "thin": synthetic.SyntheticConfig(thin_prob=0.15),  # + light weights (Thin..ExtraLight) for 15 % of numbers
     }
 
 

@@ -80,7 +80,9 @@ FONTPKG_FAMILIES = (
     "fredoka", "comfortaa", "montserrat",
 )
 DEFAULT_FONTS = MPL_FONTS + tuple(f"fontpkg:{slug}" for slug in FONTPKG_FAMILIES)
-MIN_WEIGHT = 300  # thinner weights (Thin, ExtraLight) vanish at 32x32 and are rare on house numbers
+# Weights below this (Thin, ExtraLight, some Light) are drawn only for SyntheticConfig.thin_prob's share of
+# numbers: thin strokes fade at 32x32, yet real house numbers do come in light, thin lettering.
+MIN_WEIGHT = 300
 
 SEE_BBOXES_M = """load digitStruct.mat
 for i = 1:length(digitStruct)
@@ -119,6 +121,9 @@ class SyntheticConfig:
     ink_width: tuple[float, float] = (0.72, 0.95)  # glyph ink width / box width (loose boxes overlap, digits less)
     max_ink_overlap: float = 0.05  # neighbouring digits' ink may overlap by at most this many box heights
     bold_prob: float = 0.3  # chance of thickening strokes beyond the font's own weight
+    # chance of a light weight (below MIN_WEIGHT) from a family that has one, never thickened; 0 keeps the
+    # random stream, and so the data of a given --seed, as it was before this setting existed
+    thin_prob: float = 0.0
     outline_prob: float = 0.12  # chance of an outline or drop shadow in a third colour (painted numbers)
     emboss_prob: float = 0.08  # chance of raised or cast digits: lit edge on one side, shadow on the other
     mounted_prob: float = 0.25  # chance that the digits are mounted one by one: each its own tilt, height, size
@@ -165,7 +170,7 @@ class SyntheticConfig:
             raise HousenumError(f"SyntheticConfig.long_share: expected 0..1, got {self.long_share}")
         if not 6 <= self.long_max <= LONGEST:
             raise HousenumError(f"SyntheticConfig.long_max: expected 6..{LONGEST} digits, got {self.long_max}")
-        for name in ("bold_prob", "outline_prob", "emboss_prob", "mounted_prob", "stencil_prob", "edge_touch_prob",
+        for name in ("bold_prob", "thin_prob", "outline_prob", "emboss_prob", "mounted_prob", "stencil_prob", "edge_touch_prob",
                      "plate_prob", "tile_prob", "metal_prob", "glare_prob", "clutter_prob", "light_prob",
                      "defocus_prob", "lowres_prob", "jpeg_prob"):
             value = getattr(self, name)
@@ -516,11 +521,12 @@ def _font_path(name: str) -> Path:
     return path
 
 
-@functools.lru_cache(maxsize=256)
-def font_family(entry: str) -> tuple[Path, ...]:
-    """The font files of one `SyntheticConfig.fonts` entry (see DEFAULT_FONTS); thin weights left out."""
+@functools.lru_cache(maxsize=512)
+def font_family(entry: str, thin: bool = False) -> tuple[Path, ...]:
+    """The font files of one `SyntheticConfig.fonts` entry (see DEFAULT_FONTS): those of weight >= MIN_WEIGHT
+    and the variable ones; with `thin`, those that can be drawn lighter than MIN_WEIGHT (maybe none)."""
     if not entry.startswith("fontpkg:"):
-        return (_font_path(entry),)
+        return () if thin else (_font_path(entry),)
     slug = entry.split(":", 1)[1]
     module = "fontpkg_" + slug.replace("-", "_")
     spec = importlib.util.find_spec(module) if slug and "." not in slug else None
@@ -531,17 +537,23 @@ def font_family(entry: str) -> tuple[Path, ...]:
     try:
         meta = json.loads((root / "metadata.json").read_text())
         files = [f for f in meta["files"] if f.get("variable") or (f.get("weight") or 400) >= MIN_WEIGHT]
+        if thin:
+            files = [f for f in meta["files"] if (f.get("weight") or 400) < MIN_WEIGHT and not f.get("variable")]
         paths = tuple(root / f["path"] for f in files)
+        if thin:
+            variable = [root / f["path"] for f in meta["files"] if f.get("variable")]
+            paths += tuple(p for p in variable if p.is_file() and _axis_ranges(p, thin=True))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DataError(f"font {entry!r}: {root / 'metadata.json'} is unreadable ({exc}); reinstall fontpkg-{slug}")
-    if not paths or not all(p.is_file() for p in paths):
+    if (not paths and not thin) or not all(p.is_file() for p in paths):
         raise DataError(f"font {entry!r}: fontpkg-{slug} lists font files that are missing; reinstall it")
     return paths
 
 
-@functools.lru_cache(maxsize=256)
-def _axis_ranges(path: Path) -> tuple[tuple[float, float, float], ...]:
-    """(low, high, step) to draw each variation axis from; () for a font without axes."""
+@functools.lru_cache(maxsize=512)
+def _axis_ranges(path: Path, thin: bool = False) -> tuple[tuple[float, float, float], ...]:
+    """(low, high, step) to draw each variation axis from; () for a font without axes. With `thin`, the
+    weight axis runs from its minimum to below MIN_WEIGHT; () where the font cannot be drawn that light."""
     try:
         axes = ImageFont.truetype(str(path), 20).get_variation_axes()
     except OSError:  # not a variable font
@@ -550,7 +562,11 @@ def _axis_ranges(path: Path) -> tuple[tuple[float, float, float], ...]:
     for axis in axes:
         name = axis["name"].decode() if isinstance(axis["name"], bytes) else str(axis["name"])
         lo, hi, default = float(axis["minimum"]), float(axis["maximum"]), float(axis["default"])
-        if name.lower() == "weight":
+        if name.lower() == "weight" and thin:
+            if lo >= MIN_WEIGHT:
+                return ()
+            ranges.append((lo, MIN_WEIGHT - 50.0, 50.0))
+        elif name.lower() == "weight":
             ranges.append((max(lo, min(hi, MIN_WEIGHT)), hi, 50.0))
         elif name.lower() == "width":
             ranges.append((max(lo, min(hi, 75.0)), hi, 12.5))
@@ -559,12 +575,16 @@ def _axis_ranges(path: Path) -> tuple[tuple[float, float, float], ...]:
     return tuple(ranges)
 
 
-def pick_face(rng: np.random.Generator, fonts: Sequence[str]) -> Face:
+def pick_face(rng: np.random.Generator, fonts: Sequence[str], thin: bool = False) -> Face:
     """A random family of `fonts`, a random file of it and, for a variable font, a random weight and width
-    (on a coarse grid, so that rendered glyphs can be cached)."""
-    paths = font_family(fonts[int(rng.integers(len(fonts)))])
+    (on a coarse grid, so that rendered glyphs can be cached). With `thin`, a weight below MIN_WEIGHT from
+    one of the families that have one (any weight if none of `fonts` has)."""
+    if thin:
+        light = [f for f in fonts if font_family(f, thin=True)]
+        fonts, thin = (light, True) if light else (fonts, False)
+    paths = font_family(fonts[int(rng.integers(len(fonts)))], thin)
     path = paths[int(rng.integers(len(paths)))]
-    ranges = _axis_ranges(path)
+    ranges = _axis_ranges(path, thin)
     if not ranges:
         return Face(path)
     return Face(path, tuple(float(lo + step * rng.integers(0, int((hi - lo) / step) + 1)) for lo, hi, step in ranges))
@@ -793,10 +813,11 @@ class _Renderer:
         growth = (sin + abs(shear) + 1.2 * cfg.perspective) * hb  # how much wider each box gets
         box_w = np.maximum((target_w - growth) / cos, 0.12 * hb)
         aspects = box_w / hb
-        face = pick_face(rng, cfg.fonts)
+        thin = cfg.thin_prob > 0 and rng.random() < cfg.thin_prob  # no draw at 0: the default data stay as they were
+        face = pick_face(rng, cfg.fonts, thin)
         ink_h = hb * rng.uniform(*cfg.ink_fill)
         size = max(6, int(round(ink_h / _digit_ink_height(face))))
-        stroke = int(round(rng.uniform(0.02, 0.045) * size)) if rng.random() < cfg.bold_prob else 0
+        stroke = int(round(rng.uniform(0.02, 0.045) * size)) if rng.random() < cfg.bold_prob and not thin else 0
 
         glyphs = [_glyph(str(d), face, size, stroke) for d in digits]
         natural = np.array([g[0].shape[1] for g in glyphs], dtype=np.float64)

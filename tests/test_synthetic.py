@@ -287,8 +287,29 @@ def test_variable_fonts_draw_weights_within_their_axes():
     assert heavy.sum() > 1.3 * light.sum()
 
 
+def test_thin_faces_are_lighter_than_min_weight_and_draw_less_ink():
+    """thin_prob's faces come only from families with a weight below MIN_WEIGHT, at such a weight."""
+    rng = np.random.default_rng(2)
+    thin = [synthetic.pick_face(rng, synthetic.DEFAULT_FONTS, thin=True) for _ in range(60)]
+    usual = [synthetic.pick_face(rng, synthetic.DEFAULT_FONTS) for _ in range(60)]
+    for face in thin:
+        if face.axes:  # a variable font: its weight axis comes first in every default family
+            assert face.axes[0] < synthetic.MIN_WEIGHT, face
+        else:  # a static file: Barlow's and Barlow Condensed's Thin and ExtraLight
+            assert "Thin" in face.path.stem or "ExtraLight" in face.path.stem, face
+    assert len({f.path.name.split("-")[0].split("[")[0] for f in thin}) >= 6  # many families, not one
+
+    def ink(faces):
+        return np.mean([synthetic._glyph("8", f, 60, 0)[0].mean() for f in faces])
+
+    assert ink(thin) < 0.7 * ink(usual)
+    # families without a light weight: the usual weights rather than an error
+    face = synthetic.pick_face(rng, ("fontpkg:anton", "DejaVuSans.ttf"), thin=True)
+    assert face.path.is_file() and not face.axes
+
+
 @pytest.mark.parametrize("style", ["mounted_prob", "tile_prob", "stencil_prob", "emboss_prob", "metal_prob",
-                                   "glare_prob", "defocus_prob"])
+                                   "glare_prob", "defocus_prob", "thin_prob"])
 def test_plate_and_lettering_styles_keep_boxes_on_their_digits(style):
     """With each style always on, numbers still render with their labels in order and every box in the image."""
     cfg = synthetic.SyntheticConfig(**{style: 1.0}, clutter_prob=0.0, light_prob=0.0, jpeg_prob=0.0, lowres_prob=0.0)
