@@ -53,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--long-numbers", metavar="SHARE", type=float, default=0.0,
         help="with --synthetic: this share of the numbers have 6 to 8 digits, longer than the study's network "
              "reads, for the ctc reader (keep them with preprocess_svhn.py --max-digits 8); default 0")
+    parser.add_argument(
+        "--thin-numbers", metavar="SHARE", type=float, default=0.0,
+        help="with --synthetic: this share of the numbers are drawn in light weights (Thin to ExtraLight, "
+             "from the font families that have them), never thickened; default 0")
     parser.add_argument("--seed", type=int, default=0, help="random seed for --synthetic")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return parser
@@ -62,7 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     summary = download.fetch(
         args.datasets, args.data_dir, mirror=args.mirror, synthetic=args.synthetic, seed=args.seed,
-        progress=not args.no_progress, synthetic_letters=args.synthetic_letters, long_share=args.long_numbers)
+        progress=not args.no_progress, synthetic_letters=args.synthetic_letters, long_share=args.long_numbers,
+        thin_share=args.thin_numbers)
     for line in download.iter_plan_lines(summary):
         print(line)
     print(f"done: {len(summary['fetched'])} fetched, {len(summary['extracted'])} unpacked, "
