@@ -189,20 +189,26 @@ class PhotoReader:
         little either way (IoU ~0.75 on synthetic scenes); reading a few framings and keeping the most
         confident reading cost ~1 ms and read 3-4 points more held-out synthetic photos than the
         training margin alone (README, "Reading whole photos")."""
-        from housenum.photo import image_to_input, union_box
+        from housenum.photo import image_to_input
 
         size, width = self.reader.image_size, self.reader.image_width
         out = [image_to_input(im, None, size, width)]
         if box is None:
             return out
-        l, t, r, b = box
-        w, h = r - l, b - t
-        for dx, margin in READ_FRAMINGS:
-            digits = np.array([[0, l + dx * w, t, w, h]], float)
-            crop = union_box(digits, im.width, im.height, margin)
-            if crop is not None:
-                out.append(image_to_input(im, crop, size, width))
-        return out
+        framed = (framing_input(im, box, k, size, width) for k in range(len(READ_FRAMINGS)))
+        return out + [a for a in framed if a is not None]
+
+
+def framing_input(im: Image.Image, box: tuple[int, int, int, int], framing: int, size: int,
+                  width: int | None = None) -> np.ndarray | None:
+    """The reader's input for READ_FRAMINGS[framing] of a found box (photo pixels); None if it falls outside
+    the photo. The one place a framing is cut: reading, and training on framed crops (housenum.framed)."""
+    from housenum.photo import image_to_input, union_box
+
+    l, t, r, b = box
+    dx, margin = READ_FRAMINGS[framing]
+    crop = union_box(np.array([[0, l + dx * (r - l), t, r - l, b - t]], float), im.width, im.height, margin)
+    return None if crop is None else image_to_input(im, crop, size, width)
 
 
 def collect_paths(inputs: Sequence[str]) -> tuple[list[Path], list[str]]:
