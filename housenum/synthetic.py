@@ -536,13 +536,13 @@ def font_family(entry: str, thin: bool = False) -> tuple[Path, ...]:
     root = Path(spec.origin).parent
     try:
         meta = json.loads((root / "metadata.json").read_text())
-        files = [f for f in meta["files"] if f.get("variable") or (f.get("weight") or 400) >= MIN_WEIGHT]
-        if thin:
-            files = [f for f in meta["files"] if (f.get("weight") or 400) < MIN_WEIGHT and not f.get("variable")]
-        paths = tuple(root / f["path"] for f in files)
-        if thin:
+        if thin:  # static files lighter than MIN_WEIGHT, and variable ones whose weight axis reaches below it
+            static = [root / f["path"] for f in meta["files"] if not f.get("variable") and (f.get("weight") or 400) < MIN_WEIGHT]
             variable = [root / f["path"] for f in meta["files"] if f.get("variable")]
-            paths += tuple(p for p in variable if p.is_file() and _axis_ranges(p, thin=True))
+            paths = tuple(static) + tuple(p for p in variable if p.is_file() and _axis_ranges(p, thin=True))
+        else:
+            files = [f for f in meta["files"] if f.get("variable") or (f.get("weight") or 400) >= MIN_WEIGHT]
+            paths = tuple(root / f["path"] for f in files)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DataError(f"font {entry!r}: {root / 'metadata.json'} is unreadable ({exc}); reinstall fontpkg-{slug}")
     if (not paths and not thin) or not all(p.is_file() for p in paths):
