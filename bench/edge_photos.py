@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """Numbers in large photos: synthetic test photos (their own seed) pasted 20 px from the right edge of a
 2400x1800 wall, a quarter of its width, at a random height, saved as JPEG (as tests/test_shipped.py's ten,
-there at mid height). Prints how often the finder finds the number, by the pasted photo's height (a wide
-photo's number is a small part of the wall) and by where it sits; how often the most confident framing and
-the framings' vote read it; and, with --tiles, how a second look at 3x3 overlapping tiles (half the photo's
-sides) where the finder finds nothing would change what is found, beside generated no-number photos taken
-for a number at each tile threshold. Figures only; asserts nothing; not a product setting.
+there at mid height). Prints how often the finder finds the number with its first look alone and with the
+second look at tiles (where the finder has a tile threshold), by the pasted photo's height (a wide photo's
+number is a small part of the wall) and by where it sits; how often the photo reader then reads it right,
+wrong, or answers "no number found"; and, with --scenes-dir, the same for generated no-number photos.
+Figures only; asserts nothing.
 
-  .venv/bin/python bench/edge_photos.py --n 300 --tiles --scenes-dir data/syn200k/svhn/test
+  .venv/bin/python bench/edge_photos.py --n 300 --scenes-dir data/syn200k/svhn/test
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ if str(REPO) not in sys.path:
 from housenum.cli import make_parser, positive_int, run  # noqa: E402
 
 WALL = (2400, 1800)
-TILE_THRESHOLDS = (0.9, 0.95, 0.98, 0.99, 0.995)
 
 
 def edge_photos(n: int, seed: int, work: Path) -> tuple[list[Image.Image], list[str], np.ndarray, np.ndarray]:
@@ -59,18 +58,10 @@ def edge_photos(n: int, seed: int, work: Path) -> tuple[list[Image.Image], list[
     return photos, truths, np.array(heights), np.array(centres)
 
 
-def tiled_scores(finder, photos, first) -> np.ndarray:
-    """The finder's score of each photo; where the first look found nothing, the best of 3x3 tiles."""
-    out = []
-    for im, f in zip(photos, first):
-        if f.box is not None:
-            out.append(np.inf)  # found at the first look
-            continue
-        tw, th = im.width // 2, im.height // 2
-        tiles = [im.crop((x, y, x + tw, y + th)) for x in np.linspace(0, im.width - tw, 3).astype(int)
-                 for y in np.linspace(0, im.height - th, 3).astype(int)]
-        out.append(max(t.score for t in finder.find(tiles)))
-    return np.array(out)
+def outcomes(readings, truths) -> str:
+    right = sum(r.text == t for r, t in zip(readings, truths))
+    none = sum(r.text is None for r in readings)
+    return f"right {right}, wrong {len(readings) - right - none}, no number found {none}"
 
 
 def main(argv=None) -> int:
@@ -79,56 +70,46 @@ def main(argv=None) -> int:
     p.add_argument("--finder", default=str(REPO / "models" / "finder"), help="finder folder")
     p.add_argument("--n", type=positive_int, default=300, help="edge photos")
     p.add_argument("--seed", type=int, default=12345, help="the synthetic photos' seed (test_shipped's)")
-    p.add_argument("--tiles", action="store_true", help="also try a second look at tiles")
-    p.add_argument("--scenes-dir", help="with --tiles: SVHN-format folder for generated no-number photos")
+    p.add_argument("--scenes-dir", help="SVHN-format folder for as many generated no-number photos")
     args = p.parse_args(argv)
 
     from housenum.finder import Finder
     from housenum.predict import PhotoReader, Reader
 
     reader = PhotoReader(Reader(args.model), Finder(args.finder))
+    finder = reader.finder
     with tempfile.TemporaryDirectory() as tmp:
         photos, truths, heights, centres = edge_photos(args.n, args.seed, Path(tmp))
-    first = reader.finder.find(photos)
-    found = np.array([f.box is not None for f in first])
-    print(f"{args.n} edge photos ({WALL[0]}x{WALL[1]}, seed {args.seed}); {args.model}; finder {args.finder}")
-    print(f"finder finds the number: {found.sum()} ({found.mean():.1%})")
-    for lo, hi in ((0, 300), (300, 600), (600, 900), (900, 10**6)):
-        sel = (heights >= lo) & (heights < hi)
-        if sel.any():
-            print(f"  pasted photo {lo}-{hi if hi < 10**6 else ''} px tall: {sel.sum():4d} photos, found {found[sel].mean():.1%}")
-    for lo in (0.0, 0.2, 0.4, 0.6, 0.8):
-        sel = (centres >= lo) & (centres < lo + 0.2)
-        if sel.any():
-            print(f"  centre at {lo:.1f}-{lo + 0.2:.1f} of the height: {sel.sum():4d} photos, found {found[sel].mean():.1%}")
-    best = vote = 0
-    for im, f, truth in zip(photos, first, truths):
-        if f.box is None:
-            continue
-        texts, conf = reader.reader.read_arrays(np.stack(reader._crops(im, f.box)))
-        best += texts[int(np.argmax(conf))] == truth
-        summed: dict[str, float] = {}
-        for t, c in zip(texts, conf):
-            summed[t] = summed.get(t, 0.0) + float(c)
-        vote += max(summed, key=summed.get) == truth
-    print(f"read right (no abstain rule): most confident framing {best}, framings' vote {vote} of {args.n}")
-
-    if args.tiles:
+    print(f"{args.n} edge photos ({WALL[0]}x{WALL[1]}, seed {args.seed}); {args.model}; finder {args.finder} "
+          f"(threshold {finder.threshold:.3f}, tile threshold {finder.tile_threshold})")
+    looks = [("first look alone", None)]
+    if finder.tile_threshold is not None:
+        looks.append(("with the second look at tiles", finder.tile_threshold))
+    blank = []
+    if args.scenes_dir:
         from housenum.finder import load_sources
         from housenum.scenes import SceneConfig, make_scene
 
-        if not args.scenes_dir:
-            p.error("--tiles needs --scenes-dir (an SVHN-format folder) for the no-number photos")
         sources = load_sources([Path(args.scenes_dir)])
         cfg = SceneConfig(negative_share=1.0, original_share=0.0, framed_share=0.0)
         blank = [make_scene(sources, 0, i, cfg, stream="no-number").image.convert("L") for i in range(args.n)]
-        blank_first = reader.finder.find(blank)
-        pos, neg = tiled_scores(reader.finder, photos, first), tiled_scores(reader.finder, blank, blank_first)
-        print(f"second look at 3x3 tiles where nothing was found ({args.n} generated no-number photos beside):")
-        print(f"  none:                 found {found.mean():.1%}, no-number photos taken "
-              f"{np.mean([f.box is not None for f in blank_first]):.1%}")
-        for t in (reader.finder.threshold,) + TILE_THRESHOLDS:
-            print(f"  tile threshold {t:.3f}: found {(pos >= t).mean():.1%}, no-number photos taken {(neg >= t).mean():.1%}")
+    for name, tile in looks:
+        finder.tile_threshold = tile
+        found = np.array([f.box is not None for f in finder.find(photos)])
+        print(f"{name}: the finder finds the number in {found.sum()} ({found.mean():.1%})")
+        for lo, hi in ((0, 300), (300, 600), (600, 900), (900, 10**6)):
+            sel = (heights >= lo) & (heights < hi)
+            if sel.any():
+                print(f"  pasted photo {lo}-{hi if hi < 10**6 else ''} px tall: {sel.sum():4d} photos, found {found[sel].mean():.1%}")
+        for lo in (0.0, 0.2, 0.4, 0.6, 0.8):
+            sel = (centres >= lo) & (centres < lo + 0.2)
+            if sel.any():
+                print(f"  centre at {lo:.1f}-{lo + 0.2:.1f} of the height: {sel.sum():4d} photos, found {found[sel].mean():.1%}")
+        print(f"  read (abstain rule on): {outcomes(reader.read_images(photos), truths)}")
+        if blank:
+            taken = np.mean([f.box is not None for f in finder.find(blank)])
+            read = np.mean([r.text is not None for r in reader.read_images(blank)])
+            print(f"  {len(blank)} generated no-number photos: finder takes {taken:.1%}, read as a number {read:.1%}")
     return 0
 
 

@@ -57,8 +57,8 @@ def main(argv=None) -> int:
                     photo = im.convert("RGB")
                 truth = (b[:, 1].min(), b[:, 2].min(), (b[:, 1] + b[:, 3]).max(), (b[:, 2] + b[:, 4]).max())
                 one = finder.find([photo], refine=False)[0]
-                _, raw1 = locate(finder, [photo.convert("L")], False)
-                _, raw2 = locate(finder, [photo.convert("L")], True)
+                _, raw1, _ = locate(finder, [photo.convert("L")], False)
+                _, raw2, _ = locate(finder, [photo.convert("L")], True)
                 digits = "".join(str(int(x) % 10) for x in b[:, 0])
                 rows.append((f"{split}/{name}", digits, photo.size, one.score, iou(raw1[0], truth), iou(raw2[0], truth),
                              one.box is not None))

@@ -12,6 +12,7 @@ filters wherever it lies (the network is convolutional up to the cells), so litt
 Commands:
     python -m housenum.finder --data-dir data/synthetic --out results/finder --steps 3000 --seed 0
     python -m housenum.finder --data-dir /tmp/finder_syn --out /tmp/finder_model --steps 300 --train-scenes 2000
+    python -m housenum.finder --data-dir data/synthetic --out models/finder --add-tiles   # no training
 
 `--data-dir` holds svhn/{train,extra,test} (what `download_and_extract.py` writes) or is that svhn folder.
 Scenes for training come from train (+ extra) through `housenum.scenes`; validation and test scenes from
@@ -46,6 +47,12 @@ STRIDE = 16  # input pixels per grid cell: 4 stride-2 convolutions
 # validation IoU is best. A second pass on the first one's box helped small numbers a little (the finder
 # shipped before 2026-12-01 07:30, validation scenes: small-number IoU 0.625 -> 0.647, mean 0.720 -> 0.723).
 PASSES = ("one_pass", "refined", "refined_twice")
+# Where the first look (the whole photo downscaled to S x S) finds nothing, a second look at TILES x TILES
+# overlapping tiles, each half the photo's sides: a number too small for the first look has twice the
+# pixels there. The first look alone found only 44 % of numbers pasted under 300 px tall into a 2400x1800
+# photo (bench/edge_photos.py, 2026-12-01). Nine tiles are nine chances of a false alarm, so a tile must
+# score at least the finder's tile threshold, chosen on validation scenes (`choose_tile_threshold`).
+TILES = 3
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,9 @@ class FinderConfig:
     test_scenes: int = 1500  # the reported figures
     max_fpr: float = 0.03  # the threshold is the lowest whose validation false-positive rate is <= this
     refine_factor: float = 2.5  # the second pass looks at the first box grown to this many times its size
+    # The second look at tiles may take at most this share of validation no-number scenes beyond those the
+    # first look takes (the reader's abstain rule then drops most of what it wrongly takes).
+    tile_max_fpr: float = 0.02
     eval_every: int = 500
     seed: int = 0
 
@@ -81,8 +91,9 @@ class FinderConfig:
         for name in ("steps", "batch_size", "train_scenes", "valid_scenes", "test_scenes", "eval_every"):
             if getattr(self, name) < 1:
                 raise HousenumError(f"FinderConfig.{name}: expected >= 1, got {getattr(self, name)}")
-        if not 0.0 <= self.max_fpr <= 1.0:
-            raise HousenumError(f"FinderConfig.max_fpr: expected 0..1, got {self.max_fpr}")
+        for name in ("max_fpr", "tile_max_fpr"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise HousenumError(f"FinderConfig.{name}: expected 0..1, got {getattr(self, name)}")
         if self.refine_factor < 1.0:
             raise HousenumError(f"FinderConfig.refine_factor: expected >= 1, got {self.refine_factor}")
 
@@ -101,6 +112,7 @@ def smoke(steps: int = 200) -> FinderConfig:
 class Found:
     score: float  # probability that the photo shows a house number
     box: tuple[int, int, int, int] | None  # union box of the digits (l, t, r, b) in the photo's pixels; None below threshold
+    tiled: bool = False  # found by the second look at tiles (score: the best tile's)
 
 
 # ----------------------------------------------------------------------------------------- letterbox
@@ -387,19 +399,24 @@ class Finder:
         self.model, self.meta, self.path = model, meta, folder
         self.threshold = float(meta["threshold"])
         self.refine = int(meta.get("refine", 0))  # refining passes; finders before 2026-12-01 stored a bool
+        # None: no second look at tiles (finders before 2026-12-01 14:00 have none until calibrated)
+        tile = meta.get("tile_threshold")
+        self.tile_threshold = None if tile is None else float(tile)
 
     def predict(self, x: np.ndarray, batch: int = 256) -> np.ndarray:
         return predict_cells(self.model, x, batch)
 
-    def find(self, images: Sequence[Image.Image], refine: int | None = None) -> list[Found]:
-        """Score and box of each photo, in its own pixels after EXIF orientation; box None below the threshold.
-        `refine`: refining passes (None: as trained; 0 or False: the first pass's box alone)."""
+    def find(self, images: Sequence[Image.Image], refine: int | None = None, tiles: bool = True) -> list[Found]:
+        """Score and box of each photo, in its own pixels after EXIF orientation; box None where nothing is
+        found. `refine`: refining passes (None: as trained; 0 or False: the first pass's box alone);
+        `tiles`: a second look at tiles where the first finds nothing, if the finder has a tile threshold."""
         photos = [ImageOps.exif_transpose(im).convert("L") for im in images]
-        scores, boxes = locate(self, photos, self.refine if refine is None else refine)
+        scores, boxes, tiled = locate(self, photos, self.refine if refine is None else refine,
+                                      self.tile_threshold if tiles else None)
         out = []
-        for im, s, b in zip(photos, scores, boxes):
-            box = _clip_int(b, im.width, im.height) if s >= self.threshold else None
-            out.append(Found(float(s), box))
+        for im, s, b, t in zip(photos, scores, boxes, tiled):
+            box = _clip_int(b, im.width, im.height) if s >= self.threshold or t else None
+            out.append(Found(float(s), box, bool(t)))
         return out
 
 
@@ -416,18 +433,56 @@ def predict_cells(model, x: np.ndarray, batch: int = 256) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros((0, 1, 1, 5), np.float32)
 
 
-def locate(finder, photos: Sequence[Image.Image], refine: int) -> tuple[np.ndarray, np.ndarray]:
-    """Scores (N,) and boxes (N, 4) in photo pixels, for grayscale photos; each of `refine` passes looks
-    again at a crop around the box before it (the score stays the first pass's)."""
+def locate(finder, photos: Sequence[Image.Image], refine: int,
+           tile_threshold: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scores (N,) and boxes (N, 4) in photo pixels, for grayscale photos, and which were found by the
+    second look (N,) bool. With a tile threshold, photos whose first look scores below the finder's
+    threshold get the second look at tiles; where a tile scores at least the tile threshold, its score and
+    box replace the first look's. Each of `refine` passes then looks again at a crop around the box
+    before it (the score stays the look's)."""
     size = finder.cfg.input_size
     if not photos:
-        return np.zeros(0), np.zeros((0, 4))
+        return np.zeros(0), np.zeros((0, 4)), np.zeros(0, bool)
     arrays, lbs = zip(*(letterbox(p, size) for p in photos))
     scores, boxes = decode(finder.predict(np.stack(arrays)[..., None]), finder.cfg)
     boxes = np.array([lb.to_photo(b) for lb, b in zip(lbs, boxes)])
+    tiled = np.zeros(len(photos), bool)
+    if tile_threshold is not None:
+        miss = np.flatnonzero(scores < finder.threshold)
+        if len(miss):
+            t_scores, t_boxes = tile_look(finder, [photos[i] for i in miss])
+            take = miss[t_scores >= tile_threshold]
+            keep = t_scores >= tile_threshold
+            scores[take], boxes[take], tiled[take] = t_scores[keep], t_boxes[keep], True
     for _ in range(int(refine)):
         boxes = _refine(finder, photos, boxes)
-    return scores, boxes
+    return scores, boxes, tiled
+
+
+def tiles_of(w: int, h: int) -> list[tuple[int, int, int, int]]:
+    """TILES x TILES overlapping tiles of a w x h photo, each half its sides, evenly spaced edge to edge."""
+    tw, th = max(1, w // 2), max(1, h // 2)
+    xs = np.linspace(0, w - tw, TILES).round().astype(int)
+    ys = np.linspace(0, h - th, TILES).round().astype(int)
+    return [(int(x), int(y), int(x) + tw, int(y) + th) for y in ys for x in xs]
+
+
+def tile_look(finder, photos: Sequence[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
+    """The second look: each photo's best tile's score (N,) and box (N, 4) in photo pixels."""
+    size = finder.cfg.input_size
+    if not photos:
+        return np.zeros(0), np.zeros((0, 4))
+    arrays, where = [], []
+    for im in photos:
+        for tile in tiles_of(im.width, im.height):
+            a, lb = letterbox(im.crop(tile), size)
+            arrays.append(a)
+            where.append((tile, lb))
+    scores, inner = decode(finder.predict(np.stack(arrays)[..., None]), finder.cfg)
+    boxes = np.array([lb.to_photo(b) + (t[0], t[1], t[0], t[1]) for (t, lb), b in zip(where, inner)])
+    per = TILES * TILES
+    best = scores.reshape(-1, per).argmax(axis=1) + np.arange(len(photos)) * per
+    return scores[best], boxes[best]
 
 
 def _refine(finder, photos: Sequence[Image.Image], boxes: np.ndarray) -> np.ndarray:
@@ -452,11 +507,13 @@ def _refine(finder, photos: Sequence[Image.Image], boxes: np.ndarray) -> np.ndar
 
 
 def evaluate(finder, scenes: SceneSet, photos: Sequence[Image.Image] | None = None, refine: int = 0,
-             threshold: float | None = None) -> dict:
+             threshold: float | None = None, tile_threshold: float | None = None) -> dict:
     """Box IoU on scenes with a number (mean, share >= 0.5, by the number's width / the photo's),
-    has-number accuracy at the threshold, false-positive rate on scenes without one."""
+    has-number accuracy at the threshold, false-positive rate on scenes without one; with a tile
+    threshold (and photos), the second look at tiles where the first finds nothing."""
+    tiled = np.zeros(len(scenes.boxes), bool)
     if photos is not None:
-        scores, boxes = locate(finder, photos, refine)
+        scores, boxes, tiled = locate(finder, photos, refine, tile_threshold)
     else:
         scores, inner = decode(finder.predict(scenes.inputs(slice(None))), finder.cfg)
         boxes = np.array([lb.to_photo(b) for lb, b in zip(scenes.lbs, inner)])
@@ -464,7 +521,7 @@ def evaluate(finder, scenes: SceneSet, photos: Sequence[Image.Image] | None = No
     pos = ~np.isnan(scenes.boxes[:, 0])
     ious = np.array([iou(b, t) for b, t in zip(boxes[pos], scenes.boxes[pos])])
     width = np.array([(t[2] - t[0]) / lb.w for t, lb, p in zip(scenes.boxes, scenes.lbs, pos) if p])
-    said = scores >= thr
+    said = (scores >= thr) | tiled
     out = {
         "scenes": int(len(scores)), "with_number": int(pos.sum()), "without_number": int((~pos).sum()),
         "threshold": float(thr),
@@ -477,6 +534,7 @@ def evaluate(finder, scenes: SceneSet, photos: Sequence[Image.Image] | None = No
     for name, lo, hi in (("small", 0, 0.15), ("medium", 0.15, 0.4), ("large", 0.4, 9)):
         sel = (width >= lo) & (width < hi)
         out[f"iou_mean_{name}"] = float(ious[sel].mean()) if sel.any() else float("nan")
+        out[f"recall_{name}"] = float(said[pos][sel].mean()) if sel.any() else float("nan")
         out[f"count_{name}"] = int(sel.sum())
     return out, scores, boxes
 
@@ -490,6 +548,45 @@ def choose_threshold(scores: np.ndarray, positive: np.ndarray, max_fpr: float) -
     allowed = int(math.floor(max_fpr * len(neg)))
     # Strictly above the (allowed+1)-th highest negative score: at most `allowed` negatives pass.
     return float(np.nextafter(neg[allowed], 1.0)) if allowed < len(neg) else 0.0
+
+
+def choose_tile_threshold(first: np.ndarray, tiles: np.ndarray, positive: np.ndarray, threshold: float,
+                          max_fpr: float) -> float:
+    """The lowest tile threshold at which the second look takes at most max_fpr of all no-number scenes
+    beyond those the first look takes (first score >= threshold); never below the first look's threshold,
+    so a tile needs at least the evidence the whole photo would."""
+    neg = ~positive
+    extra = np.where(first[neg] >= threshold, -np.inf, tiles[neg])  # already taken: the tiles add nothing
+    return max(float(threshold), choose_threshold(extra, np.zeros(len(extra), bool), max_fpr))
+
+
+def calibrate_tiles(finder, test_src: list[Source], cfg: FinderConfig, scene_cfg: SceneConfig,
+                    log=print) -> dict:
+    """Choose the finder's tile threshold on validation scenes: the validation stream the threshold was
+    chosen on, plus as many no-number scenes of their own stream (a rate of a few percent needs more than
+    the validation scenes' ~30 % negatives). Returns the threshold and what the second look changes there."""
+    valid = [make_scene(test_src, cfg.seed, i, scene_cfg, stream="valid") for i in range(cfg.valid_scenes)]
+    blank_cfg = replace(scene_cfg, negative_share=1.0, original_share=0.0, framed_share=0.0)
+    blank = [make_scene(test_src, cfg.seed, i, blank_cfg, stream="valid-no-number") for i in range(cfg.valid_scenes)]
+    scenes = valid + blank
+    photos = [sc.image for sc in scenes]
+    positive = np.array([sc.box is not None for sc in scenes])
+    first, _, _ = locate(finder, photos, 0)
+    tiles = np.full(len(photos), -np.inf)
+    miss = np.flatnonzero(first < finder.threshold)
+    tiles[miss] = tile_look(finder, [photos[i] for i in miss])[0]
+    thr = choose_tile_threshold(first, tiles, positive, finder.threshold, cfg.tile_max_fpr)
+    before = first >= finder.threshold
+    after = before | (tiles >= thr)
+    out = {"tile_threshold": thr, "tile_max_fpr": cfg.tile_max_fpr, "scenes": len(scenes),
+           "with_number": int(positive.sum()), "without_number": int((~positive).sum()),
+           "found_first_look": float(before[positive].mean()), "found_with_tiles": float(after[positive].mean()),
+           "false_positive_rate_first_look": float(before[~positive].mean()),
+           "false_positive_rate_with_tiles": float(after[~positive].mean())}
+    log(f"tiles: threshold {thr:.4f}; validation scenes with a number found {out['found_first_look']:.1%} -> "
+        f"{out['found_with_tiles']:.1%}, no-number scenes taken {out['false_positive_rate_first_look']:.1%} -> "
+        f"{out['false_positive_rate_with_tiles']:.1%}")
+    return out
 
 
 # ----------------------------------------------------------------------------------------- training
@@ -591,6 +688,7 @@ def train_finder(data_dir: Path | str, out_dir: Path | str, cfg: FinderConfig = 
     test = make_scene_set(test_src, "test", cfg.seed, cfg.test_scenes, cfg.input_size, scene_cfg, 1)
     tphotos = scene_photos(test_src, "test", cfg.seed, cfg.test_scenes, scene_cfg)
     tests = [evaluate(trained, test, tphotos, refine=n, threshold=threshold)[0] for n in range(len(PASSES))]
+    tiles = tile_figures(trained, test_src, cfg, scene_cfg, test, tphotos, log)
 
     meta = {
         "kind": FORMAT,
@@ -609,10 +707,44 @@ def train_finder(data_dir: Path | str, out_dir: Path | str, cfg: FinderConfig = 
         "seconds": {"scenes": round(gen_s, 1), "training": round(train_s, 1)},
         "validation": dict(zip(PASSES, vals)),
         "test": {**dict(zip(PASSES, tests)), "used": PASSES[refine]},
+        "tile_threshold": tiles["validation"]["tile_threshold"],
+        "tiles": tiles,
     }
     with atomic_path(out_dir / "finder.keras", suffix=".keras") as tmp:
         model.save(tmp)
     write_json(out_dir / "finder.json", meta)
+    return meta
+
+
+def tile_figures(finder, test_src: list[Source], cfg: FinderConfig, scene_cfg: SceneConfig, test: SceneSet,
+                 test_photos: Sequence[Image.Image], log=print) -> dict:
+    """The tile threshold chosen on validation scenes (set on `finder`) and the test scenes' figures with
+    the second look, at the finder's refining passes: finder.json's "tiles"."""
+    valid = calibrate_tiles(finder, test_src, cfg, scene_cfg, log)
+    finder.tile_threshold = valid["tile_threshold"]
+    with_tiles = evaluate(finder, test, test_photos, refine=finder.refine, tile_threshold=finder.tile_threshold)[0]
+    log(f"test scenes with the second look: found {with_tiles['recall']:.1%} (small numbers "
+        f"{with_tiles['recall_small']:.1%}), no-number scenes taken {with_tiles['false_positive_rate']:.1%}, "
+        f"IoU {with_tiles['iou_mean']:.3f}")
+    return {"validation": valid, "test": with_tiles}
+
+
+def add_tiles(folder: Path | str, data_dir: Path | str, log=print) -> dict:
+    """Give a trained finder the second look at tiles without retraining it: choose its tile threshold on
+    the validation scenes of the data it was trained on (same seed and scene settings) and rewrite its
+    finder.json with the threshold and the test scenes' figures. Returns the new finder.json content."""
+    finder = Finder(folder)
+    _, test_folder = svhn_folders(data_dir)
+    test_src = load_sources([test_folder])
+    from housenum.config import build_settings
+
+    scene_cfg = build_settings(SceneConfig, finder.meta["scene_config"])
+    cfg = finder.cfg
+    test = make_scene_set(test_src, "test", cfg.seed, cfg.test_scenes, cfg.input_size, scene_cfg, 1)
+    tphotos = scene_photos(test_src, "test", cfg.seed, cfg.test_scenes, scene_cfg)
+    tiles = tile_figures(finder, test_src, cfg, scene_cfg, test, tphotos, log)
+    meta = {**finder.meta, "config": asdict(cfg), "tile_threshold": finder.tile_threshold, "tiles": tiles}
+    write_json(finder.path / "finder.json", meta)
     return meta
 
 
@@ -636,7 +768,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--test-scenes", type=cli.positive_int, default=d.test_scenes, help="test scenes")
     p.add_argument("--eval-every", type=cli.positive_int, default=d.eval_every, help="validate every N steps")
     p.add_argument("--workers", type=cli.positive_int, default=2, help="processes making scenes")
+    p.add_argument("--add-tiles", action="store_true",
+                   help="do not train: give the finder in --out the second look at tiles (choose its tile "
+                        "threshold on validation scenes of --data-dir, the data it was trained on)")
     args = p.parse_args(argv)
+    if args.add_tiles:
+        meta = add_tiles(args.out, args.data_dir)
+        print(f"wrote {Path(args.out) / 'finder.json'}: tile threshold {meta['tile_threshold']:.4f}")
+        return 0
     cfg = FinderConfig(input_size=args.input_size, steps=args.steps, batch_size=args.batch_size,
                        learning_rate=args.learning_rate, train_scenes=args.train_scenes,
                        valid_scenes=args.valid_scenes, test_scenes=args.test_scenes, eval_every=args.eval_every,
@@ -649,6 +788,9 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"(small {m['iou_mean_small']:.3f} / medium {m['iou_mean_medium']:.3f} / large {m['iou_mean_large']:.3f})")
     print(f"  has-number accuracy {m['has_number_accuracy']:.1%}, false positives on no-number scenes "
           f"{m['false_positive_rate']:.1%}, numbers found {m['recall']:.1%} (threshold {meta['threshold']:.3f})")
+    t = meta["tiles"]["test"]
+    print(f"  with the second look at tiles (threshold {meta['tile_threshold']:.3f}): numbers found {t['recall']:.1%}, "
+          f"small ones {m['recall_small']:.1%} -> {t['recall_small']:.1%}; no-number scenes taken {t['false_positive_rate']:.1%}")
     print(f"  training {meta['seconds']['training']:.0f} s, scenes {meta['seconds']['scenes']:.0f} s; "
           f"wrote {Path(args.out) / 'finder.keras'} and finder.json")
     return 0

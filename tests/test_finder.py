@@ -10,8 +10,9 @@ import pytest
 from PIL import Image
 
 from housenum.errors import DataError, HousenumError
-from housenum.finder import (PASSES, STRIDE, Finder, FinderConfig, Letterbox, choose_threshold, decode, encode,
-                             letterbox, locate, main, smoke, train_finder)
+from housenum.finder import (PASSES, STRIDE, Finder, FinderConfig, Letterbox, add_tiles, choose_threshold,
+                             choose_tile_threshold, decode, encode, letterbox, locate, main, smoke, tiles_of,
+                             train_finder)
 from housenum.scenes import SceneConfig, load_sources, make_scene
 
 # Small scenes keep the whole file fast; the geometry is the same at any size.
@@ -151,7 +152,7 @@ def test_each_refining_pass_looks_again_at_a_crop_around_the_box_before_it():
     widths = []
     for passes in range(len(PASSES)):
         f = Counting()
-        scores, boxes = locate(f, [photo], passes)
+        scores, boxes, _ = locate(f, [photo], passes)
         assert f.calls == 1 + passes and scores[0] > 0.99
         l, t, r, b = boxes[0]
         assert (l + r) / 2 == pytest.approx(500, abs=1) and (t + b) / 2 == pytest.approx(500, abs=1)
@@ -159,6 +160,60 @@ def test_each_refining_pass_looks_again_at_a_crop_around_the_box_before_it():
     # The first pass boxes the photo's middle quarter; each refining pass looks at a crop 2.5x the box
     # before it and keeps the middle quarter of that, in photo pixels.
     assert widths == pytest.approx([250, 250 * 2.5 / 4, 250 * (2.5 / 4) ** 2], abs=1)
+
+
+def test_the_tile_threshold_counts_only_what_the_second_look_adds():
+    first = np.array([0.9, 0.1, 0.2, 0.3, 0.1])  # the first look takes the first no-number scene already
+    tiles = np.array([0.99, 0.95, 0.7, 0.6, 0.98])
+    positive = np.array([False, False, False, False, True])
+    thr = choose_tile_threshold(first, tiles, positive, 0.5, 0.25)  # one of four no-number scenes may be added
+    assert 0.7 < thr <= 0.95
+    assert choose_tile_threshold(first, tiles, positive, 0.5, 0.0) > 0.95
+    # never below the first look's threshold, however many false alarms are allowed
+    assert choose_tile_threshold(first, tiles, positive, 0.5, 1.0) == 0.5
+
+
+def _cells(cfg: FinderConfig, logits) -> np.ndarray:
+    """Network outputs that box the middle quarter of what the finder sees, with these has-number logits."""
+    obj, _, box = encode(np.array([[24.0, 24.0, 40.0, 40.0]]), cfg)
+    out = np.repeat(np.concatenate([np.where(obj > 0, 9.0, -9.0)[..., None], box[..., :4]], axis=-1), len(logits), 0)
+    k, j = np.argwhere(obj[0] > 0)[0]
+    out[:, k, j, 0] = logits
+    return out
+
+
+def test_the_second_look_at_tiles_finds_where_the_first_finds_nothing():
+    cfg = FinderConfig(input_size=64)
+
+    class Scripted:
+        """First look: photo 0 scores low, photo 1 high; tiles: each photo's last (bottom-right) tile best."""
+
+        def __init__(self, tile_threshold):
+            self.cfg, self.threshold, self.refine, self.tile_threshold = cfg, 0.5, 0, tile_threshold
+            self.sizes = []
+
+        def predict(self, x):
+            self.sizes.append(len(x))
+            if len(self.sizes) == 1:
+                return _cells(cfg, [-3.0, 3.0])
+            return _cells(cfg, np.tile(np.linspace(-5, 4, 9), len(x) // 9))
+
+    photos = [Image.new("L", (1000, 800), 128), Image.new("L", (1000, 800), 128)]
+    f = Scripted(0.9)
+    found = Finder.find(f, photos)
+    assert f.sizes == [2, 9]  # the tiles are looked at only for the photo the first look found nothing in
+    assert [x.tiled for x in found] == [True, False] and found[1].box is not None
+    assert found[0].score == pytest.approx(1 / (1 + np.exp(-4.0)))
+    assert tiles_of(1000, 800)[-1] == (500, 400, 1000, 800)
+    # the box the scripted output gives in the bottom-right tile's letterbox, in the photo's pixels
+    want = Letterbox.of(500, 400, 64).to_photo([24, 24, 40, 40]) + (500, 400, 500, 400)
+    assert found[0].box == pytest.approx(want, abs=1)
+    assert (want[0] + want[2]) / 2 == pytest.approx(750) and want[2] - want[0] == pytest.approx(125)
+    # a best tile below the tile threshold finds nothing; no tile threshold: no second look at all
+    assert Finder.find(Scripted(0.99), photos)[0].box is None
+    f = Scripted(None)
+    assert Finder.find(f, photos)[0].box is None and f.sizes == [2]
+    assert Finder.find(Scripted(0.9), photos, tiles=False)[0].box is None
 
 
 def test_short_training_learns_and_the_finder_round_trips(trained, svhn_dir):
@@ -188,6 +243,32 @@ def test_short_training_learns_and_the_finder_round_trips(trained, svhn_dir):
         if f.box is not None:
             l, t, r, b = f.box
             assert 0 <= l < r <= s.image.width and 0 <= t < b <= s.image.height
+
+
+def test_training_chooses_a_tile_threshold_and_add_tiles_chooses_it_again(trained, svhn_dir, tmp_path):
+    import shutil
+
+    out, meta = trained
+    valid = meta["tiles"]["validation"]
+    assert meta["tile_threshold"] == valid["tile_threshold"] >= meta["threshold"]
+    assert valid["found_with_tiles"] >= valid["found_first_look"]
+    # the second look adds at most the allowed share of validation no-number scenes
+    allowed = meta["config"]["tile_max_fpr"]
+    assert valid["false_positive_rate_with_tiles"] - valid["false_positive_rate_first_look"] <= allowed + 1e-9
+    assert meta["tiles"]["test"]["recall"] >= meta["test"][meta["test"]["used"]]["recall"]
+    assert Finder(out).tile_threshold == pytest.approx(meta["tile_threshold"])
+    # a finder without one (trained before tiles) looks once, and --add-tiles gives it the same one
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    old = {k: v for k, v in meta.items() if k not in ("tile_threshold", "tiles")}
+    (copy / "finder.json").write_text(json.dumps(old))
+    assert Finder(copy).tile_threshold is None
+    assert main(["--data-dir", str(svhn_dir), "--out", str(copy), "--add-tiles"]) == 0
+    again = json.loads((copy / "finder.json").read_text())
+    assert again["tile_threshold"] == pytest.approx(meta["tile_threshold"])
+    assert again["tiles"]["test"] == pytest.approx(meta["tiles"]["test"], nan_ok=True)
+    with pytest.raises(HousenumError, match="no finder"):
+        add_tiles(tmp_path / "none", svhn_dir)
 
 
 def test_find_boxes_follow_exif_orientation(trained):
