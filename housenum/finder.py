@@ -52,6 +52,9 @@ PASSES = ("one_pass", "refined", "refined_twice")
 # pixels there. The first look alone found only 44 % of numbers pasted under 300 px tall into a 2400x1800
 # photo (bench/edge_photos.py, 2026-12-01). Nine tiles are nine chances of a false alarm, so a tile must
 # score at least the finder's tile threshold, chosen on validation scenes (`choose_tile_threshold`).
+# Only photos at least twice S on their long side get it, so a tile is never enlarged: it adds pixels the
+# first look had to drop. Enlarged tiles of small photos (SVHN's own, 40-250 px) showed the finder sizes it
+# never learnt and it boxed bits of wall, read confidently wrong (3 of the first 1,000 synthetic test photos).
 TILES = 3
 
 
@@ -437,7 +440,7 @@ def locate(finder, photos: Sequence[Image.Image], refine: int,
            tile_threshold: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Scores (N,) and boxes (N, 4) in photo pixels, for grayscale photos, and which were found by the
     second look (N,) bool. With a tile threshold, photos whose first look scores below the finder's
-    threshold get the second look at tiles; where a tile scores at least the tile threshold, its score and
+    threshold and whose long side is at least twice the input size get the second look at tiles; where a tile scores at least the tile threshold, its score and
     box replace the first look's. Each of `refine` passes then looks again at a crop around the box
     before it (the score stays the look's)."""
     size = finder.cfg.input_size
@@ -448,7 +451,8 @@ def locate(finder, photos: Sequence[Image.Image], refine: int,
     boxes = np.array([lb.to_photo(b) for lb, b in zip(lbs, boxes)])
     tiled = np.zeros(len(photos), bool)
     if tile_threshold is not None:
-        miss = np.flatnonzero(scores < finder.threshold)
+        big = np.array([max(p.size) >= 2 * size for p in photos])
+        miss = np.flatnonzero((scores < finder.threshold) & big)
         if len(miss):
             t_scores, t_boxes = tile_look(finder, [photos[i] for i in miss])
             take = miss[t_scores >= tile_threshold]
@@ -573,7 +577,7 @@ def calibrate_tiles(finder, test_src: list[Source], cfg: FinderConfig, scene_cfg
     positive = np.array([sc.box is not None for sc in scenes])
     first, _, _ = locate(finder, photos, 0)
     tiles = np.full(len(photos), -np.inf)
-    miss = np.flatnonzero(first < finder.threshold)
+    miss = np.flatnonzero((first < finder.threshold) & np.array([max(p.size) >= 2 * cfg.input_size for p in photos]))
     tiles[miss] = tile_look(finder, [photos[i] for i in miss])[0]
     thr = choose_tile_threshold(first, tiles, positive, finder.threshold, cfg.tile_max_fpr)
     before = first >= finder.threshold

@@ -214,6 +214,9 @@ def test_the_second_look_at_tiles_finds_where_the_first_finds_nothing():
     f = Scripted(None)
     assert Finder.find(f, photos)[0].box is None and f.sizes == [2]
     assert Finder.find(Scripted(0.9), photos, tiles=False)[0].box is None
+    # a photo under twice the input size (128 px here) would only be enlarged: no second look
+    f = Scripted(0.9)
+    assert Finder.find(f, [Image.new("L", (127, 90)), photos[1]])[0].box is None and f.sizes == [2]
 
 
 def test_short_training_learns_and_the_finder_round_trips(trained, svhn_dir):
