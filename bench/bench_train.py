@@ -684,6 +684,10 @@ def predict_part(args) -> None:
         photos = write_photos(photo_dir, args.photos, args.seed)
         big = photo_dir / "phone_4000x3000.jpg"  # a 12-megapixel phone photo
         Image.open(photos[0]).resize((4000, 3000), Image.BICUBIC).save(big, quality=92)
+        # the slowest path: nothing found at the first look, so the finder also looks at its tiles
+        blank = work / "wall_4000x3000.jpg"
+        wall = np.random.default_rng(args.seed).normal(128, 30, (300, 400)).clip(0, 255).astype(np.uint8)
+        Image.fromarray(wall).resize((4000, 3000), Image.BICUBIC).save(blank, quality=92)
         real = sorted(Path(args.mirror).glob("matlab/*/[1-3].png")) if args.mirror else []
         paths = photos + [big] + real
         mb = sum(p.stat().st_size for p in paths) / 1e6
@@ -713,11 +717,14 @@ def predict_part(args) -> None:
             single.append(time.perf_counter() - t0)
             single_cpu.append(time.process_time() - c0)
         single_ms = 1000 * np.array(single)
-        big_runs = []
+        big_runs, blank_runs = [], []
         for _ in range(max(5, args.repeat)):
             t0 = time.perf_counter()
             read_photos(photo_reader, [big], batch=1)
             big_runs.append(1000 * (time.perf_counter() - t0))
+            t0 = time.perf_counter()
+            blank_read = read_photos(photo_reader, [blank], batch=1)[0]
+            blank_runs.append(1000 * (time.perf_counter() - t0))
 
         def ms(seconds):
             return 1000 * seconds / n
@@ -731,7 +738,9 @@ def predict_part(args) -> None:
         print(f"{'  CPU ms per photo (all threads), median':<52} {1000 * np.median(single_cpu):>9.2f}")
         print(f"{'the 12-megapixel JPEG, file to reading: median':<52} {np.median(big_runs):>9.2f} "
               f"(min {min(big_runs):.2f}, {len(big_runs)} runs)")
-        verdict = "met" if np.median(big_runs) < BIG_PHOTO_TARGET_MS else "NOT met"
+        print(f"{'  one without a number (second look at tiles): median':<52} {np.median(blank_runs):>9.2f} "
+              f"(min {min(blank_runs):.2f}; read: {blank_read.answer()})")
+        verdict = "met" if max(np.median(big_runs), np.median(blank_runs)) < BIG_PHOTO_TARGET_MS else "NOT met"
         print(f"target < {BIG_PHOTO_TARGET_MS:.0f} ms for a 12-megapixel JPEG on 2 CPU cores: {verdict} here "
               f"(nproc {os.cpu_count()}, load after {load_now()})")
     finally:
