@@ -793,7 +793,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"  has-number accuracy {m['has_number_accuracy']:.1%}, false positives on no-number scenes "
           f"{m['false_positive_rate']:.1%}, numbers found {m['recall']:.1%} (threshold {meta['threshold']:.3f})")
     t = meta["tiles"]["test"]
-    print(f"  with the second look at tiles (threshold {meta['tile_threshold']:.3f}): numbers found {t['recall']:.1%}, "
+    print(f"  with the second look at tiles (threshold {meta['tile_threshold']:.4f}): numbers found {t['recall']:.1%}, "
           f"small ones {m['recall_small']:.1%} -> {t['recall_small']:.1%}; no-number scenes taken {t['false_positive_rate']:.1%}")
     print(f"  training {meta['seconds']['training']:.0f} s, scenes {meta['seconds']['scenes']:.0f} s; "
           f"wrote {Path(args.out) / 'finder.keras'} and finder.json")
