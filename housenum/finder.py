@@ -5,6 +5,10 @@ second, small network in front of it: the photo letterboxed to S x S grayscale, 
 and a grid of G x G cells (stride 16) out, each cell with a has-number logit and the box of a number
 whose centre lies near it. The photo's score is its best cell's probability; the box is that cell's.
 
+Where the first look finds nothing in a photo at least 2S on its long side, a second look at 3x3 tiles of
+half its sides (`tile_look`) gives a small number twice the pixels; a tile must score at least the tile
+threshold, chosen on validation scenes at training (or later with `--add-tiles`).
+
 Why a grid and not one global box regression: a small number anywhere in the photo is found by the same
 filters wherever it lies (the network is convolutional up to the cells), so little data teaches
 "there is a number here" at every position; a global regression must learn each position separately.
