@@ -98,7 +98,7 @@ def frame_file(data: Path | str, finder_path: Path | str, out: Path | str, share
             "rows_framed": replaced, "train_rows": len(names), "seconds": round(time.time() - t0, 1)}
     summary["framed"] = done
     summary["data"] = (f"{summary.get('data', 'SVHN')}; {replaced / len(names):.0%} of the train crops framed "
-                       f"as reading frames them (finder {Path(finder_path).name}, seed {seed})")
+                       f"as reading frames them (finder {finder_path}, seed {seed})")
     with atomic_path(out, suffix=".h5") as tmp:
         shutil.copyfile(data, tmp)
         with h5py.File(tmp, "r+") as h5:
