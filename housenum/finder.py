@@ -443,10 +443,9 @@ def predict_cells(model, x: np.ndarray, batch: int = 256) -> np.ndarray:
 def locate(finder, photos: Sequence[Image.Image], refine: int,
            tile_threshold: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Scores (N,) and boxes (N, 4) in photo pixels, for grayscale photos, and which were found by the
-    second look (N,) bool. With a tile threshold, photos whose first look scores below the finder's
-    threshold and whose long side is at least twice the input size get the second look at tiles; where a tile scores at least the tile threshold, its score and
-    box replace the first look's. Each of `refine` passes then looks again at a crop around the box
-    before it (the score stays the look's)."""
+    second look (N,) bool. With a tile threshold, the photos `needs_second_look` names get it; where a
+    tile scores at least the tile threshold, its score and box replace the first look's. Each of `refine`
+    passes then looks again at a crop around the box before it (the score stays the look's)."""
     size = finder.cfg.input_size
     if not photos:
         return np.zeros(0), np.zeros((0, 4)), np.zeros(0, bool)
@@ -455,16 +454,21 @@ def locate(finder, photos: Sequence[Image.Image], refine: int,
     boxes = np.array([lb.to_photo(b) for lb, b in zip(lbs, boxes)])
     tiled = np.zeros(len(photos), bool)
     if tile_threshold is not None:
-        big = np.array([max(p.size) >= 2 * size for p in photos])
-        miss = np.flatnonzero((scores < finder.threshold) & big)
+        miss = needs_second_look(finder, photos, scores)
         if len(miss):
             t_scores, t_boxes = tile_look(finder, [photos[i] for i in miss])
-            take = miss[t_scores >= tile_threshold]
             keep = t_scores >= tile_threshold
-            scores[take], boxes[take], tiled[take] = t_scores[keep], t_boxes[keep], True
+            scores[miss[keep]], boxes[miss[keep]], tiled[miss[keep]] = t_scores[keep], t_boxes[keep], True
     for _ in range(int(refine)):
         boxes = _refine(finder, photos, boxes)
     return scores, boxes, tiled
+
+
+def needs_second_look(finder, photos: Sequence[Image.Image], scores: np.ndarray) -> np.ndarray:
+    """Indices of the photos the second look is for: the first look's score is below the finder's threshold
+    and the photo is at least twice the input size on its long side (its tiles are never enlarged)."""
+    big = np.array([max(p.size) >= 2 * finder.cfg.input_size for p in photos], bool)
+    return np.flatnonzero((scores < finder.threshold) & big)
 
 
 def tiles_of(w: int, h: int) -> list[tuple[int, int, int, int]]:
@@ -581,7 +585,7 @@ def calibrate_tiles(finder, test_src: list[Source], cfg: FinderConfig, scene_cfg
     positive = np.array([sc.box is not None for sc in scenes])
     first, _, _ = locate(finder, photos, 0)
     tiles = np.full(len(photos), -np.inf)
-    miss = np.flatnonzero((first < finder.threshold) & np.array([max(p.size) >= 2 * cfg.input_size for p in photos]))
+    miss = needs_second_look(finder, photos, first)
     tiles[miss] = tile_look(finder, [photos[i] for i in miss])[0]
     thr = choose_tile_threshold(first, tiles, positive, finder.threshold, cfg.tile_max_fpr)
     before = first >= finder.threshold
