@@ -573,16 +573,18 @@ def choose_tile_threshold(first: np.ndarray, tiles: np.ndarray, positive: np.nda
 
 
 def calibrate_tiles(finder, test_src: list[Source], cfg: FinderConfig, scene_cfg: SceneConfig,
-                    log=print) -> dict:
+                    valid: tuple[list[Image.Image], np.ndarray] | None = None, log=print) -> dict:
     """Choose the finder's tile threshold on validation scenes: the validation stream the threshold was
     chosen on, plus as many no-number scenes of their own stream (a rate of a few percent needs more than
-    the validation scenes' ~30 % negatives). Returns the threshold and what the second look changes there."""
-    valid = [make_scene(test_src, cfg.seed, i, scene_cfg, stream="valid") for i in range(cfg.valid_scenes)]
+    the validation scenes' ~30 % negatives). `valid`: those validation scenes' photos and has-number flags,
+    where the caller has made them already. Returns the threshold and what the second look changes there."""
+    if valid is None:
+        scenes = [make_scene(test_src, cfg.seed, i, scene_cfg, stream="valid") for i in range(cfg.valid_scenes)]
+        valid = [sc.image for sc in scenes], np.array([sc.box is not None for sc in scenes])
     blank_cfg = replace(scene_cfg, negative_share=1.0, original_share=0.0, framed_share=0.0)
     blank = [make_scene(test_src, cfg.seed, i, blank_cfg, stream="valid-no-number") for i in range(cfg.valid_scenes)]
-    scenes = valid + blank
-    photos = [sc.image for sc in scenes]
-    positive = np.array([sc.box is not None for sc in scenes])
+    photos = list(valid[0]) + [sc.image for sc in blank]
+    positive = np.concatenate([valid[1], [sc.box is not None for sc in blank]]).astype(bool)
     first, _, _ = locate(finder, photos, 0)
     tiles = np.full(len(photos), -np.inf)
     miss = needs_second_look(finder, photos, first)
@@ -590,7 +592,7 @@ def calibrate_tiles(finder, test_src: list[Source], cfg: FinderConfig, scene_cfg
     thr = choose_tile_threshold(first, tiles, positive, finder.threshold, cfg.tile_max_fpr)
     before = first >= finder.threshold
     after = before | (tiles >= thr)
-    out = {"tile_threshold": thr, "tile_max_fpr": cfg.tile_max_fpr, "scenes": len(scenes),
+    out = {"tile_threshold": thr, "tile_max_fpr": cfg.tile_max_fpr, "scenes": len(photos),
            "with_number": int(positive.sum()), "without_number": int((~positive).sum()),
            "found_first_look": float(before[positive].mean()), "found_with_tiles": float(after[positive].mean()),
            "false_positive_rate_first_look": float(before[~positive].mean()),
@@ -700,7 +702,7 @@ def train_finder(data_dir: Path | str, out_dir: Path | str, cfg: FinderConfig = 
     test = make_scene_set(test_src, "test", cfg.seed, cfg.test_scenes, cfg.input_size, scene_cfg, 1)
     tphotos = scene_photos(test_src, "test", cfg.seed, cfg.test_scenes, scene_cfg)
     tests = [evaluate(trained, test, tphotos, refine=n, threshold=threshold)[0] for n in range(len(PASSES))]
-    tiles = tile_figures(trained, test_src, cfg, scene_cfg, test, tphotos, log)
+    tiles = tile_figures(trained, test_src, cfg, scene_cfg, test, tphotos, (vphotos, pos), log)
 
     meta = {
         "kind": FORMAT,
@@ -729,10 +731,11 @@ def train_finder(data_dir: Path | str, out_dir: Path | str, cfg: FinderConfig = 
 
 
 def tile_figures(finder, test_src: list[Source], cfg: FinderConfig, scene_cfg: SceneConfig, test: SceneSet,
-                 test_photos: Sequence[Image.Image], log=print) -> dict:
+                 test_photos: Sequence[Image.Image], valid: tuple[list[Image.Image], np.ndarray] | None = None,
+                 log=print) -> dict:
     """The tile threshold chosen on validation scenes (set on `finder`) and the test scenes' figures with
     the second look, at the finder's refining passes: finder.json's "tiles"."""
-    valid = calibrate_tiles(finder, test_src, cfg, scene_cfg, log)
+    valid = calibrate_tiles(finder, test_src, cfg, scene_cfg, valid, log)
     finder.tile_threshold = valid["tile_threshold"]
     with_tiles = evaluate(finder, test, test_photos, refine=finder.refine, tile_threshold=finder.tile_threshold)[0]
     log(f"test scenes with the second look: found {with_tiles['recall']:.1%} (small numbers "
@@ -754,7 +757,7 @@ def add_tiles(folder: Path | str, data_dir: Path | str, log=print) -> dict:
     cfg = finder.cfg
     test = make_scene_set(test_src, "test", cfg.seed, cfg.test_scenes, cfg.input_size, scene_cfg, 1)
     tphotos = scene_photos(test_src, "test", cfg.seed, cfg.test_scenes, scene_cfg)
-    tiles = tile_figures(finder, test_src, cfg, scene_cfg, test, tphotos, log)
+    tiles = tile_figures(finder, test_src, cfg, scene_cfg, test, tphotos, log=log)
     meta = {**finder.meta, "config": asdict(cfg), "tile_threshold": finder.tile_threshold, "tiles": tiles}
     write_json(finder.path / "finder.json", meta)
     return meta
