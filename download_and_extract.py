@@ -57,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--thin-numbers", metavar="SHARE", type=float, default=0.0,
         help="with --synthetic: this share of the numbers are drawn in light weights (Thin to ExtraLight, "
              "from the font families that have them), never thickened; default 0")
+    parser.add_argument(
+        "--hand-numbers", metavar="SHARE", type=float, default=0.0,
+        help="with --synthetic: this share of the numbers are written by hand (pen strokes with a writer's "
+             "slant, wobble and ways of writing each digit: housenum.handwriting) instead of set in a font; "
+             "default 0")
     parser.add_argument("--seed", type=int, default=0, help="random seed for --synthetic")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return parser
@@ -67,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = download.fetch(
         args.datasets, args.data_dir, mirror=args.mirror, synthetic=args.synthetic, seed=args.seed,
         progress=not args.no_progress, synthetic_letters=args.synthetic_letters, long_share=args.long_numbers,
-        thin_share=args.thin_numbers)
+        thin_share=args.thin_numbers, hand_share=args.hand_numbers)
     for line in download.iter_plan_lines(summary):
         print(line)
     print(f"done: {len(summary['fetched'])} fetched, {len(summary['extracted'])} unpacked, "

@@ -543,7 +543,8 @@ SYNTHETIC_LETTERS_PER_CLASS = 1000
 
 def _generate_synthetic(archives: list[Archive], downloads: Path, n: int, seed: int,
                         letters: int = SYNTHETIC_LETTERS_PER_CLASS, progress: bool = True,
-                        long_share: float = 0.0, thin_share: float = 0.0) -> dict[str, str]:
+                        long_share: float = 0.0, thin_share: float = 0.0,
+                        hand_share: float = 0.0) -> dict[str, str]:
     """Write synthetic archives for `archives` into `downloads` unless these settings already did.
 
     Returns name -> "generated" or "skipped" for each archive written now or earlier; a wanted notMNIST
@@ -559,9 +560,10 @@ def _generate_synthetic(archives: list[Archive], downloads: Path, n: int, seed: 
     # One entry per archive name: the settings that made it and its size and mtime then, or "absent"
     # when the generator did not write that name.
     known: dict[str, Any] = record.get("archives", {}) if isinstance(record.get("archives"), dict) else {}
-    # long_share and thin_share are recorded only when set, so data made before they existed still counts as current
+    # long_share, thin_share and hand_share are recorded only when set, so data made before they existed still
+    # counts as current
     svhn = {"n": n, "seed": seed, **({"long_share": long_share} if long_share else {}),
-            **({"thin_share": thin_share} if thin_share else {})}
+            **({"thin_share": thin_share} if thin_share else {}), **({"hand_share": hand_share} if hand_share else {})}
     params = {"svhn": svhn, "notmnist": {"letters_per_class": letters, "seed": seed}}
 
     def ours(name: str) -> bool:
@@ -583,8 +585,9 @@ def _generate_synthetic(archives: list[Archive], downloads: Path, n: int, seed: 
     tmp = Path(tempfile.mkdtemp(dir=downloads, prefix=".tmp-synthetic-"))
     try:
         if "svhn" in stale:
-            style = ({"config": synthetic.SyntheticConfig(long_share=long_share, thin_prob=thin_share)}
-                     if long_share or thin_share else {})
+            style = ({"config": synthetic.SyntheticConfig(long_share=long_share, thin_prob=thin_share,
+                                                          hand_prob=hand_share)}
+                     if long_share or thin_share or hand_share else {})
             synthetic.write_svhn_archives(tmp, synthetic.split_sizes(n), seed=seed, progress=progress, **style)
         if "notmnist" in stale:
             synthetic.write_notmnist_archive(tmp, letters, seed)
@@ -635,6 +638,7 @@ def fetch(
     settings: DownloadSettings | None = None,
     long_share: float = 0.0,
     thin_share: float = 0.0,
+    hand_share: float = 0.0,
 ) -> dict[str, Any]:
     """Fetch and unpack `datasets` into `data_dir`; return a summary of what was done.
 
@@ -643,7 +647,7 @@ def fetch(
     downloading SVHN (and a synthetic notMNIST_small of `synthetic_letters` per letter when notMNIST is
     wanted and no mirror is given; there is no synthetic notMNIST_large); long_share of its numbers have
     6..8 digits (housenum.synthetic.SyntheticConfig.long_share), thin_share of them are drawn in light
-    weights (SyntheticConfig.thin_prob).
+    weights (SyntheticConfig.thin_prob), hand_share of them are written by hand (SyntheticConfig.hand_prob).
 
     Returns {"data_dir", "archives": [{"dataset", "name", "source", "path", "fetch", "extract",
     "folder"}...], "fetched", "extracted", "skipped", "missing", "notes"}.
@@ -659,6 +663,10 @@ def fetch(
         raise DataError(f"--thin-numbers: expected a share 0..1, got {thin_share!r}")
     if thin_share and synthetic is None:
         raise DataError("--thin-numbers: only with --synthetic N (real data has the lettering it has)")
+    if not 0.0 <= hand_share <= 1.0:
+        raise DataError(f"--hand-numbers: expected a share 0..1, got {hand_share!r}")
+    if hand_share and synthetic is None:
+        raise DataError("--hand-numbers: only with --synthetic N (real data has the lettering it has)")
     archives = resolve_datasets(datasets)
     data_dir = Path(data_dir)
     downloads = downloads_dir(data_dir)
@@ -696,7 +704,7 @@ def fetch(
     made_before = (_read_json(_synthetic_record_path(downloads)) or {}).get("archives", {})
     if synthetic_archives:
         generated = _generate_synthetic(synthetic_archives, downloads, synthetic, seed, synthetic_letters, progress,
-                                        long_share, thin_share)
+                                        long_share, thin_share, hand_share)
         for archive in [a for a in synthetic_archives if a.name not in generated]:
             small = ARCHIVES["notmnist-small"].name
             if archive.key == "notmnist-large" and small in generated:

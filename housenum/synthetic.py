@@ -45,6 +45,7 @@ from housenum.atomic import atomic_path, write_text
 from housenum.config import LONGEST  # the most digits the generator draws in one number
 from housenum.digitstruct import write_digitstruct
 from housenum.errors import DataError, HousenumError
+from housenum.handwriting import hand_glyph, pick_hand
 
 SPLITS = ("train", "test", "extra")  # the official archives, in the order they are written
 STATS_PATH = Path(__file__).resolve().parent / "resources" / "svhn_label_stats.json"
@@ -124,6 +125,9 @@ class SyntheticConfig:
     # chance of a light weight (below MIN_WEIGHT) from a family that has one, never thickened; 0 keeps the
     # random stream, and so the data of a given --seed, as it was before this setting existed
     thin_prob: float = 0.0
+    # chance that the number is written by hand (housenum.handwriting: pen strokes with a writer's slant,
+    # wobble and variants of each digit) instead of set in a font; 0 keeps the random stream as before
+    hand_prob: float = 0.0
     outline_prob: float = 0.12  # chance of an outline or drop shadow in a third colour (painted numbers)
     emboss_prob: float = 0.08  # chance of raised or cast digits: lit edge on one side, shadow on the other
     mounted_prob: float = 0.25  # chance that the digits are mounted one by one: each its own tilt, height, size
@@ -170,7 +174,7 @@ class SyntheticConfig:
             raise HousenumError(f"SyntheticConfig.long_share: expected 0..1, got {self.long_share}")
         if not 6 <= self.long_max <= LONGEST:
             raise HousenumError(f"SyntheticConfig.long_max: expected 6..{LONGEST} digits, got {self.long_max}")
-        for name in ("bold_prob", "thin_prob", "outline_prob", "emboss_prob", "mounted_prob", "stencil_prob", "edge_touch_prob",
+        for name in ("bold_prob", "thin_prob", "hand_prob", "outline_prob", "emboss_prob", "mounted_prob", "stencil_prob", "edge_touch_prob",
                      "plate_prob", "tile_prob", "metal_prob", "glare_prob", "clutter_prob", "light_prob",
                      "defocus_prob", "lowres_prob", "jpeg_prob"):
             value = getattr(self, name)
@@ -819,15 +823,20 @@ class _Renderer:
         size = max(6, int(round(ink_h / _digit_ink_height(face))))
         stroke = int(round(rng.uniform(0.02, 0.045) * size)) if rng.random() < cfg.bold_prob and not thin else 0
 
-        glyphs = [_glyph(str(d), face, size, stroke) for d in digits]
+        hand = pick_hand(rng) if cfg.hand_prob > 0 and rng.random() < cfg.hand_prob else None
+        if hand is None:
+            glyphs = [_glyph(str(d), face, size, stroke) for d in digits]
+        else:  # written by hand: each digit its own strokes, on a baseline that may rise or fall
+            glyphs = [(mask, 0, top + i * hand.rise * ink_h)
+                      for i, (mask, top) in enumerate(hand_glyph(d, hand, int(round(ink_h)), rng) for d in digits)]
         natural = np.array([g[0].shape[1] for g in glyphs], dtype=np.float64)
         fill = rng.uniform(*cfg.ink_width)
         # One horizontal scale for the whole number (condensed or wide lettering) so that its digits'
         # boxes follow the real width/height distribution; '1' is excluded: its boxes are looser.
         ref = [i for i, d in enumerate(digits) if d != 1] or list(range(n))
         hscale = float(np.clip(np.median([aspects[i] * hb * fill / natural[i] for i in ref]), 0.55, 1.6))
-        mounted = rng.random() < cfg.mounted_prob
-        stencil = rng.random() < cfg.stencil_prob
+        mounted = rng.random() < cfg.mounted_prob and hand is None
+        stencil = rng.random() < cfg.stencil_prob and hand is None
         masks, tops = [], []
         for i, (mask, _, top) in enumerate(glyphs):
             # A glyph wider than its drawn box (a serif '1' in a narrow box) is squeezed to fit it.
