@@ -572,8 +572,10 @@ def test_long_numbers_are_generated_and_recorded(tmp_path):
         download.fetch(["svhn-test"], tmp_path, long_share=0.5, progress=False)
 
 
-def test_thin_numbers_are_recorded_and_change_the_data(tmp_path):
-    """--thin-numbers: a new setting regenerates (other pixels, the same labels), repeating it skips."""
+@pytest.mark.parametrize("share, flag", [("thin_share", "--thin-numbers"), ("hand_share", "--hand-numbers")])
+def test_lettering_shares_are_recorded_and_change_the_data(tmp_path, share, flag):
+    """--thin-numbers / --hand-numbers: a new setting regenerates (other pixels, the same labels), repeating
+    it skips."""
     pytest.importorskip("housenum.synthetic")
     from housenum.digitstruct import read_digitstruct
 
@@ -581,17 +583,17 @@ def test_thin_numbers_are_recorded_and_change_the_data(tmp_path):
     folder = download.svhn_dir(tmp_path) / "test"
     before = [(folder / f"{i}.png").read_bytes() for i in (1, 2, 3, 4)]
     labels = [list(r[1][:, 0]) for r in map(read_digitstruct(folder / "digitStruct.mat").record, range(4))]
-    thin = download.fetch(["svhn-test"], tmp_path, synthetic=16, thin_share=1.0, progress=False)
-    assert plain["fetched"] == thin["fetched"] == ["test.tar.gz"]
+    styled = download.fetch(["svhn-test"], tmp_path, synthetic=16, progress=False, **{share: 1.0})
+    assert plain["fetched"] == styled["fetched"] == ["test.tar.gz"]
     record = json.loads((download.downloads_dir(tmp_path) / ".synthetic.json").read_text())
-    assert record["archives"]["test.tar.gz"]["params"] == {"n": 16, "seed": 0, "thin_share": 1.0}
+    assert record["archives"]["test.tar.gz"]["params"] == {"n": 16, "seed": 0, share: 1.0}
     assert all((folder / f"{i}.png").read_bytes() != b for i, b in zip((1, 2, 3, 4), before))
     assert [list(r[1][:, 0]) for r in map(read_digitstruct(folder / "digitStruct.mat").record, range(4))] == labels
-    assert download.fetch(["svhn-test"], tmp_path, synthetic=16, thin_share=1.0, progress=False)["fetched"] == []
-    with pytest.raises(DataError, match="--thin-numbers: only with --synthetic"):
-        download.fetch(["svhn-test"], tmp_path, thin_share=0.5, progress=False)
-    with pytest.raises(DataError, match="--thin-numbers: expected a share 0..1"):
-        download.fetch(["svhn-test"], tmp_path, synthetic=16, thin_share=1.5, progress=False)
+    assert download.fetch(["svhn-test"], tmp_path, synthetic=16, progress=False, **{share: 1.0})["fetched"] == []
+    with pytest.raises(DataError, match=f"{flag}: only with --synthetic"):
+        download.fetch(["svhn-test"], tmp_path, progress=False, **{share: 0.5})
+    with pytest.raises(DataError, match=f"{flag}: expected a share 0..1"):
+        download.fetch(["svhn-test"], tmp_path, synthetic=16, progress=False, **{share: 1.5})
 
 
 def test_synthetic_end_to_end_with_the_real_generator(tmp_path):

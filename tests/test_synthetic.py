@@ -309,7 +309,7 @@ def test_thin_faces_are_lighter_than_min_weight_and_draw_less_ink():
 
 
 @pytest.mark.parametrize("style", ["mounted_prob", "tile_prob", "stencil_prob", "emboss_prob", "metal_prob",
-                                   "glare_prob", "defocus_prob", "thin_prob"])
+                                   "glare_prob", "defocus_prob", "thin_prob", "hand_prob"])
 def test_plate_and_lettering_styles_keep_boxes_on_their_digits(style):
     """With each style always on, numbers still render with their labels in order and every box in the image."""
     cfg = synthetic.SyntheticConfig(**{style: 1.0}, clutter_prob=0.0, light_prob=0.0, jpeg_prob=0.0, lowres_prob=0.0)
