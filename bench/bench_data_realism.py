@@ -44,6 +44,7 @@ def variants() -> dict[str, synthetic.SyntheticConfig]:
         "styles": synthetic.SyntheticConfig(fonts=synthetic.MPL_FONTS),  # + mounted digits, tiles, ... alone
         "all": synthetic.SyntheticConfig(),  # today's default: both
         "thin": synthetic.SyntheticConfig(thin_prob=0.15),  # + light weights (Thin..ExtraLight) for 15 % of numbers
+        "hand": synthetic.SyntheticConfig(hand_prob=0.15),  # + 15 % of numbers written by hand (housenum.handwriting)
     }
 
 
