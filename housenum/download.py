@@ -562,8 +562,8 @@ def _generate_synthetic(archives: list[Archive], downloads: Path, n: int, seed: 
     known: dict[str, Any] = record.get("archives", {}) if isinstance(record.get("archives"), dict) else {}
     # long_share, thin_share and hand_share are recorded only when set, so data made before they existed still
     # counts as current
-    svhn = {"n": n, "seed": seed, **({"long_share": long_share} if long_share else {}),
-            **({"thin_share": thin_share} if thin_share else {}), **({"hand_share": hand_share} if hand_share else {})}
+    shares = {"long_share": long_share, "thin_share": thin_share, "hand_share": hand_share}
+    svhn = {"n": n, "seed": seed, **{k: v for k, v in shares.items() if v}}
     params = {"svhn": svhn, "notmnist": {"letters_per_class": letters, "seed": seed}}
 
     def ours(name: str) -> bool:
@@ -587,7 +587,7 @@ def _generate_synthetic(archives: list[Archive], downloads: Path, n: int, seed: 
         if "svhn" in stale:
             style = ({"config": synthetic.SyntheticConfig(long_share=long_share, thin_prob=thin_share,
                                                           hand_prob=hand_share)}
-                     if long_share or thin_share or hand_share else {})
+                     if any(shares.values()) else {})
             synthetic.write_svhn_archives(tmp, synthetic.split_sizes(n), seed=seed, progress=progress, **style)
         if "notmnist" in stale:
             synthetic.write_notmnist_archive(tmp, letters, seed)
@@ -655,18 +655,12 @@ def fetch(
     for flag, value in (("--synthetic", synthetic), ("--synthetic-letters", synthetic_letters)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise DataError(f"{flag}: expected a positive whole number, got {value!r}")
-    if not 0.0 <= long_share <= 1.0:
-        raise DataError(f"--long-numbers: expected a share 0..1, got {long_share!r}")
-    if long_share and synthetic is None:
-        raise DataError("--long-numbers: only with --synthetic N (real data has the lengths it has)")
-    if not 0.0 <= thin_share <= 1.0:
-        raise DataError(f"--thin-numbers: expected a share 0..1, got {thin_share!r}")
-    if thin_share and synthetic is None:
-        raise DataError("--thin-numbers: only with --synthetic N (real data has the lettering it has)")
-    if not 0.0 <= hand_share <= 1.0:
-        raise DataError(f"--hand-numbers: expected a share 0..1, got {hand_share!r}")
-    if hand_share and synthetic is None:
-        raise DataError("--hand-numbers: only with --synthetic N (real data has the lettering it has)")
+    for flag, share, what in (("--long-numbers", long_share, "lengths"), ("--thin-numbers", thin_share, "lettering"),
+                              ("--hand-numbers", hand_share, "lettering")):
+        if not 0.0 <= share <= 1.0:
+            raise DataError(f"{flag}: expected a share 0..1, got {share!r}")
+        if share and synthetic is None:
+            raise DataError(f"{flag}: only with --synthetic N (real data has the {what} it has)")
     archives = resolve_datasets(datasets)
     data_dir = Path(data_dir)
     downloads = downloads_dir(data_dir)

@@ -20,6 +20,7 @@ from PIL import Image, ImageDraw
 
 WIDTH = 0.6  # skeleton width per unit height; a Hand scales it
 
+
 def _arc(cx: float, cy: float, rx: float, ry: float, a0: float, a1: float, n: int = 0) -> np.ndarray:
     """Points on an ellipse from angle a0 to a1 in degrees (0 = right, 90 = down: y points down)."""
     n = n or max(6, int(abs(a1 - a0) / 12))
