@@ -72,7 +72,7 @@ def main(argv=None) -> int:
             failed += 1
             print(f"error: {r.path}: {r.error}", file=sys.stderr)
             continue
-        box = ",".join(map(str, r.box)) if r.box else "-"
+        box = ",".join(map(str, r.answer_box())) if r.answer_box() else "-"
         print(f"{r.path}\t{r.answer()}\t{r.confidence:.3f}\t{box}")
         if args.show:
             draw_reading(path, r, Path(args.show), i)

@@ -45,13 +45,18 @@ class Reading:
     path: str
     text: str | None = None  # the number read; None: no number found (or an error)
     confidence: float = 0.0  # probability the model gives to the whole reading
-    box: tuple[int, int, int, int] | None = None  # where the number is, in the photo's upright pixels
+    box: tuple[int, int, int, int] | None = None  # where the read crop came from, in the photo's upright pixels
     found: float | None = None  # the finder's chance that the photo shows a number (None: no finder)
     guess: str | None = None  # the most confident reading before the abstain rule (None: nothing was read)
     error: str | None = None  # why this file could not be read
 
     def answer(self) -> str:
         return self.text if self.text else NO_NUMBER
+
+    def answer_box(self) -> tuple[int, int, int, int] | None:
+        """The box shown to a user: where the number read is; none when the answer is "no number found"
+        (`box` keeps where the abstained reading came from, for scoring the finder)."""
+        return self.box if self.text else None
 
 
 def model_meta(path: Path) -> dict:
@@ -294,9 +299,9 @@ def draw_reading(path: Path, reading: Reading, out_dir: Path, index: int) -> Pat
     scale = max(1.0, 256 / max(im.size))  # tiny crops are enlarged so the text fits
     if scale > 1:
         im = im.resize((round(im.width * scale), round(im.height * scale)), Image.NEAREST)
-    if reading.box is not None:  # the box is in the file's pixels; this copy may be smaller or larger
+    if reading.answer_box() is not None:  # the box is in the file's pixels; this copy may be smaller or larger
         k = im.width / full_width
-        l, t, r, b = (v * k for v in reading.box)
+        l, t, r, b = (v * k for v in reading.answer_box())
         ImageDraw.Draw(im).rectangle((l, t, r, b), outline="yellow", width=max(2, im.width // 200))
     band = max(24, im.width // 10)
     canvas = Image.new("RGB", (im.width, im.height + band), "black")

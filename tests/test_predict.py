@@ -81,3 +81,19 @@ def test_show_draws_on_a_copy_of_bounded_size(tmp_path):
     out = draw_reading(big, Reading(str(big), "12", 0.5), tmp_path / "shown", 0)
     with Image.open(out) as im:
         assert max(im.size) <= 1600 + 160 and im.width == 1600  # the banner adds to the height only
+
+
+def test_an_abstained_reading_shows_no_box(tmp_path):
+    """ "no number found" comes without a box, printed or drawn; a reading keeps its box."""
+    photo = tmp_path / "wall.png"
+    Image.new("RGB", (400, 300), (90, 90, 90)).save(photo)
+    box = (100, 100, 200, 160)
+    read, abstained = Reading(str(photo), "12", 0.9, box), Reading(str(photo), None, 0.3, box, guess="12")
+    assert read.answer_box() == box and abstained.answer_box() is None and abstained.box == box
+
+    def yellow_below_banner(reading, index):
+        with Image.open(draw_reading(photo, reading, tmp_path / "shown", index)) as im:
+            a = np.asarray(im.convert("RGB"))[-300:]  # the photo under the banner
+        return int(np.sum((a[..., 0] > 200) & (a[..., 1] > 200) & (a[..., 2] < 80)))
+
+    assert yellow_below_banner(read, 0) > 100 and yellow_below_banner(abstained, 1) == 0
