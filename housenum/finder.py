@@ -322,13 +322,12 @@ class SceneSet:
                          for i in idx], np.float32).reshape(-1, 4)
 
 
-def _scene_chunk(job) -> tuple:
-    sources, stream, seed, start, stop, size, scene_cfg = job
-    pix = np.zeros((stop - start, size, size), np.uint8)
-    stats = np.zeros((stop - start, 2), np.float32)
+def _scene_rows(scenes: Sequence, size: int) -> tuple:
+    """Scenes letterboxed to the finder's input: the parts of a SceneSet."""
+    pix = np.zeros((len(scenes), size, size), np.uint8)
+    stats = np.zeros((len(scenes), 2), np.float32)
     lbs, boxes, kinds = [], [], []
-    for n, i in enumerate(range(start, stop)):
-        sc = make_scene(sources, seed, i, scene_cfg, stream=stream)
+    for n, sc in enumerate(scenes):
         lb = Letterbox.of(sc.image.width, sc.image.height, size)
         l, t, r, b = lb.content
         small = np.asarray(sc.image.resize((r - l, b - t), Image.BILINEAR, reducing_gap=3.0), np.float32)
@@ -339,6 +338,17 @@ def _scene_chunk(job) -> tuple:
         boxes.append(sc.box if sc.box is not None else (np.nan,) * 4)
         kinds.append(sc.kind)
     return pix, stats, lbs, boxes, kinds
+
+
+def _scene_chunk(job) -> tuple:
+    sources, stream, seed, start, stop, size, scene_cfg = job
+    return _scene_rows([make_scene(sources, seed, i, scene_cfg, stream=stream) for i in range(start, stop)], size)
+
+
+def _scene_set(parts: Sequence[tuple]) -> "SceneSet":
+    boxes = np.array([x for p in parts for x in p[3]], np.float64).reshape(-1, 4)
+    return SceneSet(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+                    [x for p in parts for x in p[2]], boxes, [x for p in parts for x in p[4]])
 
 
 def make_scene_set(sources: list[Source], stream: str, seed: int, n: int, size: int,
@@ -352,9 +362,15 @@ def make_scene_set(sources: list[Source], stream: str, seed: int, n: int, size: 
             parts = pool.map(_scene_chunk, jobs)
     else:
         parts = [_scene_chunk(j) for j in jobs]
-    return SceneSet(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
-                    [x for p in parts for x in p[2]], np.array([x for p in parts for x in p[3]], np.float64),
-                    [x for p in parts for x in p[4]])
+    return _scene_set(parts)
+
+
+def scenes_and_photos(sources: list[Source], stream: str, seed: int, n: int, size: int,
+                      scene_cfg: SceneConfig = SceneConfig()) -> tuple[SceneSet, list[Image.Image]]:
+    """The scenes `make_scene_set` makes, with their full-size photos, each scene made once: what the
+    evaluation at full resolution (refining passes, the second look) needs beside the network's inputs."""
+    scenes = [make_scene(sources, seed, i, scene_cfg, stream=stream) for i in range(n)]
+    return _scene_set([_scene_rows(scenes, size)]), [sc.image for sc in scenes]
 
 
 def svhn_folders(data_dir: Path | str) -> tuple[list[Path], Path]:
@@ -446,9 +462,16 @@ def locate(finder, photos: Sequence[Image.Image], refine: int,
     second look (N,) bool. With a tile threshold, the photos `needs_second_look` names get it; where a
     tile scores at least the tile threshold, its score and box replace the first look's. Each of `refine`
     passes then looks again at a crop around the box before it (the score stays the look's)."""
+    scores, passes, tiled = locate_passes(finder, photos, refine, tile_threshold)
+    return scores, passes[-1], tiled
+
+
+def locate_passes(finder, photos: Sequence[Image.Image], refine: int,
+                  tile_threshold: float | None = None) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    """`locate`, keeping the boxes after each pass: [boxes after 0 passes, ..., after `refine`]."""
     size = finder.cfg.input_size
     if not photos:
-        return np.zeros(0), np.zeros((0, 4)), np.zeros(0, bool)
+        return np.zeros(0), [np.zeros((0, 4))] * (int(refine) + 1), np.zeros(0, bool)
     arrays, lbs = zip(*(letterbox(p, size) for p in photos))
     scores, boxes = decode(finder.predict(np.stack(arrays)[..., None]), finder.cfg)
     boxes = np.array([lb.to_photo(b) for lb, b in zip(lbs, boxes)])
@@ -459,9 +482,10 @@ def locate(finder, photos: Sequence[Image.Image], refine: int,
             t_scores, t_boxes = tile_look(finder, [photos[i] for i in miss])
             keep = t_scores >= tile_threshold
             scores[miss[keep]], boxes[miss[keep]], tiled[miss[keep]] = t_scores[keep], t_boxes[keep], True
+    passes = [boxes]
     for _ in range(int(refine)):
-        boxes = _refine(finder, photos, boxes)
-    return scores, boxes, tiled
+        passes.append(_refine(finder, photos, passes[-1]))
+    return scores, passes, tiled
 
 
 def needs_second_look(finder, photos: Sequence[Image.Image], scores: np.ndarray) -> np.ndarray:
@@ -519,17 +543,30 @@ def _refine(finder, photos: Sequence[Image.Image], boxes: np.ndarray) -> np.ndar
 
 
 def evaluate(finder, scenes: SceneSet, photos: Sequence[Image.Image] | None = None, refine: int = 0,
-             threshold: float | None = None, tile_threshold: float | None = None) -> dict:
+             threshold: float | None = None,
+             tile_threshold: float | None = None) -> tuple[dict, np.ndarray, np.ndarray]:
     """Box IoU on scenes with a number (mean, share >= 0.5, by the number's width / the photo's),
     has-number accuracy at the threshold, false-positive rate on scenes without one; with a tile
-    threshold (and photos), the second look at tiles where the first finds nothing."""
-    tiled = np.zeros(len(scenes.boxes), bool)
+    threshold (and photos), the second look at tiles where the first finds nothing. Returns the figures,
+    the scores and the boxes."""
     if photos is not None:
         scores, boxes, tiled = locate(finder, photos, refine, tile_threshold)
     else:
         scores, inner = decode(finder.predict(scenes.inputs(slice(None))), finder.cfg)
-        boxes = np.array([lb.to_photo(b) for lb, b in zip(scenes.lbs, inner)])
+        boxes, tiled = np.array([lb.to_photo(b) for lb, b in zip(scenes.lbs, inner)]), np.zeros(len(scores), bool)
     thr = finder.threshold if threshold is None else threshold
+    return figures(scenes, scores, boxes, tiled, thr), scores, boxes
+
+
+def evaluate_passes(finder, scenes: SceneSet, photos: Sequence[Image.Image], passes: int,
+                    threshold: float, tile_threshold: float | None = None) -> list[dict]:
+    """`evaluate`'s figures after 0, 1, ..., `passes` refining passes, each pass made once."""
+    scores, boxes, tiled = locate_passes(finder, photos, passes, tile_threshold)
+    return [figures(scenes, scores, b, tiled, threshold) for b in boxes]
+
+
+def figures(scenes: SceneSet, scores: np.ndarray, boxes: np.ndarray, tiled: np.ndarray, thr: float) -> dict:
+    """The figures `evaluate` reports, for given scores and boxes (photo pixels) of the scenes."""
     pos = ~np.isnan(scenes.boxes[:, 0])
     ious = np.array([iou(b, t) for b, t in zip(boxes[pos], scenes.boxes[pos])])
     width = np.array([(t[2] - t[0]) / lb.w for t, lb, p in zip(scenes.boxes, scenes.lbs, pos) if p])
@@ -548,7 +585,7 @@ def evaluate(finder, scenes: SceneSet, photos: Sequence[Image.Image] | None = No
         out[f"iou_mean_{name}"] = float(ious[sel].mean()) if sel.any() else float("nan")
         out[f"recall_{name}"] = float(said[pos][sel].mean()) if sel.any() else float("nan")
         out[f"count_{name}"] = int(sel.sum())
-    return out, scores, boxes
+    return out
 
 
 def choose_threshold(scores: np.ndarray, positive: np.ndarray, max_fpr: float) -> float:
@@ -686,12 +723,13 @@ def train_finder(data_dir: Path | str, out_dir: Path | str, cfg: FinderConfig = 
     tb.flush()
     train_s = time.time() - t1
 
-    # Threshold and refinement are chosen on validation scenes at full resolution, as `find` sees photos.
+    # Threshold and refinement are chosen on validation scenes at full resolution, as `find` sees photos
+    # (made again here rather than held in memory through training).
     vphotos = scene_photos(test_src, "valid", cfg.seed, cfg.valid_scenes, scene_cfg)
-    v1, vscores, _ = evaluate(trained, valid, vphotos, refine=0, threshold=0.5)
+    vscores, vboxes, _ = locate_passes(trained, vphotos, len(PASSES) - 1)
     pos = ~np.isnan(valid.boxes[:, 0])
     threshold = choose_threshold(vscores, pos, cfg.max_fpr)
-    vals = [v1] + [evaluate(trained, valid, vphotos, refine=n, threshold=threshold)[0] for n in range(1, len(PASSES))]
+    vals = [figures(valid, vscores, b, np.zeros(len(vscores), bool), threshold) for b in vboxes]
     refine = max(range(len(PASSES)), key=lambda n: (vals[n]["iou_mean"], -n))  # a tie keeps fewer passes
     trained.threshold, trained.refine = threshold, refine
     ious = ", ".join(f"{v['iou_mean']:.3f}" for v in vals)
@@ -699,9 +737,8 @@ def train_finder(data_dir: Path | str, out_dir: Path | str, cfg: FinderConfig = 
         f"refining passes -> {refine}; threshold {threshold:.3f} (false positives <= {cfg.max_fpr:.0%} of "
         f"validation negatives)")
 
-    test = make_scene_set(test_src, "test", cfg.seed, cfg.test_scenes, cfg.input_size, scene_cfg, 1)
-    tphotos = scene_photos(test_src, "test", cfg.seed, cfg.test_scenes, scene_cfg)
-    tests = [evaluate(trained, test, tphotos, refine=n, threshold=threshold)[0] for n in range(len(PASSES))]
+    test, tphotos = scenes_and_photos(test_src, "test", cfg.seed, cfg.test_scenes, cfg.input_size, scene_cfg)
+    tests = evaluate_passes(trained, test, tphotos, len(PASSES) - 1, threshold)
     tiles = tile_figures(trained, test_src, cfg, scene_cfg, test, tphotos, (vphotos, pos), log)
 
     meta = {
@@ -755,8 +792,7 @@ def add_tiles(folder: Path | str, data_dir: Path | str, log=print) -> dict:
 
     scene_cfg = build_settings(SceneConfig, finder.meta["scene_config"])
     cfg = finder.cfg
-    test = make_scene_set(test_src, "test", cfg.seed, cfg.test_scenes, cfg.input_size, scene_cfg, 1)
-    tphotos = scene_photos(test_src, "test", cfg.seed, cfg.test_scenes, scene_cfg)
+    test, tphotos = scenes_and_photos(test_src, "test", cfg.seed, cfg.test_scenes, cfg.input_size, scene_cfg)
     tiles = tile_figures(finder, test_src, cfg, scene_cfg, test, tphotos, log=log)
     meta = {**finder.meta, "config": asdict(cfg), "tile_threshold": finder.tile_threshold, "tiles": tiles}
     write_json(finder.path / "finder.json", meta)

@@ -11,8 +11,8 @@ from PIL import Image
 
 from housenum.errors import DataError, HousenumError
 from housenum.finder import (PASSES, STRIDE, Finder, FinderConfig, Letterbox, add_tiles, choose_threshold,
-                             choose_tile_threshold, decode, encode, letterbox, locate, main, smoke, tiles_of,
-                             train_finder)
+                             choose_tile_threshold, decode, encode, letterbox, locate, locate_passes, main,
+                             make_scene_set, scene_photos, scenes_and_photos, smoke, tiles_of, train_finder)
 from housenum.scenes import SceneConfig, load_sources, make_scene
 
 # Small scenes keep the whole file fast; the geometry is the same at any size.
@@ -61,6 +61,16 @@ def test_scenes_are_deterministic_and_boxes_lie_inside(svhn_dir):
     same = [np.array_equal(np.asarray(make_scene(sources, 7, i, SMALL).image),
                            np.asarray(make_scene(sources, 7, i, SMALL, stream="test").image)) for i in range(5)]
     assert not all(same)
+
+
+def test_scenes_made_once_with_their_photos_are_the_scene_set_and_photos_made_apart(svhn_dir):
+    sources = load_sources([svhn_dir / "svhn" / "test"])
+    scenes, photos = scenes_and_photos(sources, "test", 5, 12, 64, SMALL)
+    apart = make_scene_set(sources, "test", 5, 12, 64, SMALL, workers=1)
+    assert np.array_equal(scenes.pixels, apart.pixels) and np.array_equal(scenes.stats, apart.stats)
+    assert np.array_equal(scenes.boxes, apart.boxes, equal_nan=True) and scenes.kinds == apart.kinds
+    assert [np.asarray(p).tobytes() for p in photos] == [np.asarray(p).tobytes()
+                                                         for p in scene_photos(sources, "test", 5, 12, SMALL)]
 
 
 def test_framed_scenes_are_the_number_filling_the_frame(svhn_dir):
@@ -160,6 +170,10 @@ def test_each_refining_pass_looks_again_at_a_crop_around_the_box_before_it():
     # The first pass boxes the photo's middle quarter; each refining pass looks at a crop 2.5x the box
     # before it and keeps the middle quarter of that, in photo pixels.
     assert widths == pytest.approx([250, 250 * 2.5 / 4, 250 * (2.5 / 4) ** 2], abs=1)
+    # Every pass's boxes from one look and one call per pass, the same as locating pass by pass.
+    f = Counting()
+    _, every, _ = locate_passes(f, [photo, photo], len(PASSES) - 1)
+    assert f.calls == len(PASSES) and [b[1, 2] - b[1, 0] for b in every] == pytest.approx(widths, abs=1e-6)
 
 
 def test_the_tile_threshold_counts_only_what_the_second_look_adds():
