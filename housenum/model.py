@@ -231,6 +231,19 @@ def _goodfellow_trunk(x, cfg: ModelConfig, init):
     return x
 
 
+@keras.saving.register_keras_serializable(package="housenum")
+class MeanProbability(keras.layers.Layer):
+    """Logits of the mean of several softmaxes: log(mean_k softmax(logits_k)), over the last axis. Several
+    readers' heads combined this way decode, and give confidences, as one reader's do."""
+
+    def call(self, logits):
+        stacked = tf.stack([tf.nn.log_softmax(tf.cast(x, tf.float32), axis=-1) for x in logits])
+        return tf.reduce_logsumexp(stacked, axis=0) - tf.math.log(float(len(logits)))
+
+    def compute_output_shape(self, input_shapes):
+        return input_shapes[0]
+
+
 def _fc_and_heads(x, cfg: ModelConfig, init) -> dict:
     """Flatten, the fully connected stack with dropout, and the heads: one class head for letters, or
     the length head and max_digits digit heads (one layer, split per position) for numbers."""

@@ -123,7 +123,9 @@ class Reader:
         m = self.meta.get("metrics") or {}
         test = (m.get("test") or {}).get("sequence_accuracy")
         acc = f"test whole-sequence accuracy {test:.1%}" if test is not None else "no test score recorded"
-        return f"{self.path} (trained on {m.get('data') or 'unrecorded data'}; {acc})"
+        members = (self.meta.get("ensemble") or {}).get("members")
+        kind = f"an ensemble of {len(members)} readers " if members else ""
+        return f"{self.path} ({kind}trained on {m.get('data') or 'unrecorded data'}; {acc})"
 
     def read_arrays(self, images: np.ndarray, batch: int = 64) -> tuple[list[str], np.ndarray]:
         """Texts and confidences for prepared inputs (N, S, S, 1)."""

@@ -494,9 +494,10 @@ class Trainer:
         return result
 
 
-def export_model(model: keras.Model, cfg: RunConfig, run_dir: Path, result: dict | None = None) -> Path:
-    """Write `model.keras` (architecture + weights) and `model.json` (settings, preprocessing, metrics):
-    everything `predict_real_images.py` needs, nothing it has to guess."""
+def export_model(model: keras.Model, cfg: RunConfig, run_dir: Path, result: dict | None = None,
+                 extra: dict | None = None) -> Path:
+    """Write `model.keras` (architecture + weights) and `model.json` (settings, preprocessing, metrics,
+    and `extra`'s entries): everything `predict_real_images.py` needs, nothing it has to guess."""
     path = run_dir / "model.keras"
     with atomic_path(path, suffix=".keras") as tmp:
         model.save(tmp)
@@ -506,7 +507,7 @@ def export_model(model: keras.Model, cfg: RunConfig, run_dir: Path, result: dict
     threshold = (result.get("valid") or {}).get("threshold_at_98")
     meta = {"task": cfg.model.task, "config": cfg.to_dict(), "abstain_threshold": threshold,
             "metrics": {k: result.get(k) for k in ("test", "valid", "steps", "exported_step", "best_valid_step",
-                                                   "data")}}
+                                                   "data")}, **(extra or {})}
     write_json(run_dir / "model.json", meta)
     return path
 

@@ -1,0 +1,95 @@
+"""Readers combined into one (housenum.ensemble): the mean of their probabilities, as a reader like any other."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+
+from housenum.config import ModelConfig, RunConfig  # noqa: E402
+from housenum.ensemble import build, combine, main  # noqa: E402
+from housenum.errors import HousenumError  # noqa: E402
+from housenum.inference import predict_logits, read_numbers  # noqa: E402
+from housenum.metrics import softmax  # noqa: E402
+from housenum.model import build_model  # noqa: E402
+from housenum.predict import Reader  # noqa: E402
+from housenum.train import export_model  # noqa: E402
+
+pytestmark = pytest.mark.xdist_group("small-synthetic")  # the session's small synthetic data is made once
+
+
+def _reader(folder: Path, seed: int, size: int = 32, fc: int = 64) -> Path:
+    """A small untrained number reader exported as training exports one (weights from `seed`)."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    cfg = RunConfig(model=ModelConfig(fc_units=(fc,), conv_depths=(4, 8), image_size=size))
+    folder.mkdir(parents=True)
+    export_model(build_model(cfg.model), cfg, folder, {"test": {"sequence_accuracy": 0.1 * seed},
+                                                       "data": "data of the test", "steps": 1})
+    return folder
+
+
+@pytest.fixture(scope="module")
+def members(tmp_path_factory):
+    root = tmp_path_factory.mktemp("members")
+    return [_reader(root / f"r{i}", i + 1) for i in range(3)]
+
+
+def test_the_combination_gives_the_mean_of_the_members_probabilities(members):
+    readers = [Reader(p) for p in members]
+    x = np.random.default_rng(0).normal(size=(7, 32, 32, 1)).astype(np.float32)
+    combined = predict_logits(combine([r.model for r in readers]), x)
+    each = [predict_logits(r.model, x) for r in readers]
+    for head in ("length", "digits"):
+        mean = np.mean([softmax(o[head]) for o in each], axis=0)
+        assert np.allclose(softmax(combined[head]), mean, atol=1e-5)
+        assert np.allclose(np.exp(combined[head]).sum(axis=-1), 1.0, atol=1e-5)  # already log-probabilities
+
+
+def test_an_ensemble_is_written_scored_and_read_as_any_reader(members, small_synthetic_svhn, tmp_path):
+    h5 = small_synthetic_svhn["h5"]
+    result = build(members, h5, tmp_path / "ens", log=lambda *_: None)
+    meta = json.loads((tmp_path / "ens" / "model.json").read_text())
+    assert [m["path"] for m in meta["ensemble"]["members"]] == [str(p / "model.keras") for p in members]
+    assert meta["abstain_threshold"] == result["valid"]["threshold_at_98"]
+    assert meta["metrics"]["test"]["n"] == result["test"]["n"] > 0 and meta["metrics"]["data"] == "data of the test"
+    reader = Reader(tmp_path / "ens")
+    assert "an ensemble of 3 readers" in reader.describe()
+    x = np.random.default_rng(1).normal(size=(5, 32, 32, 1)).astype(np.float32)
+    texts, conf = reader.read_arrays(x)
+    want = read_numbers(combine([Reader(p).model for p in members]), x)
+    assert texts == want[0] and np.allclose(conf, want[1], atol=1e-5)
+
+    # int8 fully connected weights: a much smaller file reading (nearly) the same
+    small = build(members, h5, tmp_path / "ens8", weights="int8", log=lambda *_: None)
+    size = {k: (tmp_path / k / "model.keras").stat().st_size for k in ("ens", "ens8")}
+    assert size["ens8"] < 0.6 * size["ens"]
+    q = predict_logits(Reader(tmp_path / "ens8").model, x)
+    f = predict_logits(reader.model, x)
+    assert np.abs(softmax(q["digits"]) - softmax(f["digits"])).max() < 0.05
+    assert abs(small["test"]["digit_accuracy"] - result["test"]["digit_accuracy"]) < 0.05
+
+
+def test_readers_that_do_not_combine_are_one_line_errors(members, small_synthetic_svhn, tmp_path):
+    h5 = small_synthetic_svhn["h5"]
+    wide = _reader(tmp_path / "wide", 9, size=48)
+    with pytest.raises(HousenumError, match="inputs of different shapes"):
+        build([members[0], wide], h5, tmp_path / "out")
+    with pytest.raises(HousenumError, match="at least two"):
+        build(members[:1], h5, tmp_path / "out")
+    with pytest.raises(HousenumError, match="holds one of the readers"):
+        build(members[:2], h5, members[1])
+    with pytest.raises(HousenumError, match="48-pixel inputs"):
+        build([wide, _reader(tmp_path / "wide2", 10, size=48)], h5, tmp_path / "out")
+    with pytest.raises(HousenumError, match="no model at"):
+        build([members[0], tmp_path / "missing"], h5, tmp_path / "out")
+    with pytest.raises(HousenumError, match="no preprocessed data"):
+        main([str(members[0]), str(members[1]), "--data", str(tmp_path / "none.h5"), "--out", str(tmp_path / "o")])
+    # nothing was written, and the members are as they were
+    assert not (tmp_path / "out").exists()
+    assert all((p / "model.keras").is_file() for p in members)
