@@ -2,7 +2,7 @@
 
 Readers trained the same way from different starts (seed, data framing, steps) make different mistakes on
 hard crops; averaging what they give each length and each digit reads more of them right than any one
-(on 5,000 synthetic test crops, three of ours 90.5 % against 88.2 % for the best alone). The combination
+(three of ours: 89.95 % of the 50,000 synthetic test crops against 88.05 % for the best alone). The combination
 is an ordinary Keras model: its outputs are the log of the members' mean softmax, so the decoding, the
 abstain threshold, the whole-photo evaluation and `predict_real_images.py` use it as any other reader.
 Its own abstain threshold is chosen anew on validation data (an average is less sure than its members).
@@ -19,8 +19,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 from typing import Sequence
-
-import numpy as np
 
 from housenum.errors import HousenumError
 
