@@ -82,7 +82,8 @@ def build(member_paths: Sequence[Path | str], data_path: Path | str, out_dir: Pa
     if weights == "int8":
         quantize_dense(model)
     out_dir.mkdir(parents=True, exist_ok=True)
-    members = [{"path": str(r.path), "test": (r.meta.get("metrics") or {}).get("test", {}).get("sequence_accuracy"),
+    members = [{"path": str(r.path), "seed": r.config.train.seed, "steps": (r.meta.get("metrics") or {}).get("steps"),
+                "test": (r.meta.get("metrics") or {}).get("test", {}).get("sequence_accuracy"),
                 "data": (r.meta.get("metrics") or {}).get("data")} for r in readers]
     trained_on = list(dict.fromkeys(str(m["data"]) for m in members))  # what "trained on" says: the members' data
     result = {"data": "; ".join(trained_on), "steps": None, "exported_step": None, "best_valid_step": None,

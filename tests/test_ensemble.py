@@ -56,6 +56,7 @@ def test_an_ensemble_is_written_scored_and_read_as_any_reader(members, small_syn
     result = build(members, h5, tmp_path / "ens", log=lambda *_: None)
     meta = json.loads((tmp_path / "ens" / "model.json").read_text())
     assert [m["path"] for m in meta["ensemble"]["members"]] == [str(p / "model.keras") for p in members]
+    assert [m["test"] for m in meta["ensemble"]["members"]] == pytest.approx([0.1, 0.2, 0.3])
     assert meta["abstain_threshold"] == result["valid"]["threshold_at_98"]
     assert meta["metrics"]["test"]["n"] == result["test"]["n"] > 0 and meta["metrics"]["data"] == "data of the test"
     reader = Reader(tmp_path / "ens")
