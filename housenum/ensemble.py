@@ -82,9 +82,7 @@ def build(member_paths: Sequence[Path | str], data_path: Path | str, out_dir: Pa
     if weights == "int8":
         quantize_dense(model)
     out_dir.mkdir(parents=True, exist_ok=True)
-    members = [{"path": str(r.path), "seed": r.config.train.seed, "steps": (r.meta.get("metrics") or {}).get("steps"),
-                "test": (r.meta.get("metrics") or {}).get("test", {}).get("sequence_accuracy"),
-                "data": (r.meta.get("metrics") or {}).get("data")} for r in readers]
+    members = [_member(r) for r in readers]
     trained_on = list(dict.fromkeys(str(m["data"]) for m in members))  # what "trained on" says: the members' data
     result = {"data": "; ".join(trained_on), "steps": None, "exported_step": None, "best_valid_step": None,
               "valid": evaluate(model, *data.valid), "test": evaluate(model, *data.test)}
@@ -96,6 +94,13 @@ def build(member_paths: Sequence[Path | str], data_path: Path | str, out_dir: Pa
         f"{result['test']['coverage_at_98']:.1%}, abstain threshold {result['valid']['threshold_at_98']:.3f} "
         f"(validation); wrote {out_dir / 'model.keras'}")
     return result
+
+
+def _member(reader) -> dict:
+    """What model.json records of one member: where it is, its seed and steps, its test score and data."""
+    metrics = reader.meta.get("metrics") or {}
+    return {"path": str(reader.path), "seed": reader.config.train.seed, "steps": metrics.get("steps"),
+            "test": (metrics.get("test") or {}).get("sequence_accuracy"), "data": metrics.get("data")}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
