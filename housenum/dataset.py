@@ -64,9 +64,10 @@ def data_config_from_attrs(attrs, path: Path) -> DataConfig:
     return build_settings(DataConfig, stored)
 
 
-def load_svhn(path: Path | str, check_sources: bool = True) -> Data:
+def load_svhn(path: Path | str, check_sources: bool = True, splits=SPLIT_NAMES) -> Data:
     """The preprocessed arrays, with the settings that made them, and clear errors for a missing,
-    foreign, stale or damaged file."""
+    foreign, stale or damaged file. `splits`: the splits read; the others come back with no rows (their
+    shapes and the description are the file's)."""
     import h5py
 
     path = Path(path)
@@ -91,15 +92,17 @@ def load_svhn(path: Path | str, check_sources: bool = True) -> Data:
                     )
         cfg = data_config_from_attrs(h5.attrs, path)
         try:
-            parts = {s: (h5[s]["images"][()], h5[s]["labels"][()]) for s in SPLIT_NAMES}
+            stored = {s: (h5[s]["images"], h5[s]["labels"]) for s in SPLIT_NAMES}
+            rows = {s: len(x) for s, (x, _) in stored.items()}
+            shape = stored["train"][0].shape[1:3]
+            parts = {s: (x[()], y[()]) if s in splits else (x[:0], y[:0]) for s, (x, y) in stored.items()}
         except KeyError as exc:
             raise DataError(f"{path} lacks {exc}; run preprocess_svhn.py again") from exc
         summary = json.loads(h5.attrs["summary"])
-    if parts["train"][0].shape[1:3] != (cfg.image_size, cfg.image_width or cfg.image_size):
+    if shape != (cfg.image_size, cfg.image_width or cfg.image_size):
         raise DataError(f"{path} says {cfg.image_size}px images (width {cfg.image_width or 'square'}) but holds "
-                        f"{parts['train'][0].shape[1:3]}; "
-                        f"run preprocess_svhn.py again")
+                        f"{shape}; run preprocess_svhn.py again")
     desc = (f"{summary.get('data', 'SVHN')} from {summary['source']} "
-            f"({', '.join(f'{s} {len(v[0]):,}' for s, v in parts.items())} rows)")
+            f"({', '.join(f'{s} {n:,}' for s, n in rows.items())} rows)")
     return Data(parts["train"], parts["valid"], parts["test"], description=desc, config=cfg,
                 source=summary.get("source", ""))

@@ -73,7 +73,7 @@ def build(member_paths: Sequence[Path | str], data_path: Path | str, out_dir: Pa
     readers = [Reader(p) for p in member_paths]
     if any((out_dir / "model.keras").resolve() == r.path.resolve() for r in readers):
         raise HousenumError(f"{out_dir} holds one of the readers: write the ensemble to another folder")
-    data = load_svhn(data_path)
+    data = load_svhn(data_path, splits=("valid", "test"))  # the members were trained: no train rows needed
     first = readers[0].config
     if (first.model.image_size, first.model.image_width) != (data.config.image_size, data.config.image_width):
         raise HousenumError(f"the readers take {first.model.image_size}-pixel inputs but {data_path} holds "

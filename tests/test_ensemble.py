@@ -94,3 +94,15 @@ def test_readers_that_do_not_combine_are_one_line_errors(members, small_syntheti
     # nothing was written, and the members are as they were
     assert not (tmp_path / "out").exists()
     assert all((p / "model.keras").is_file() for p in members)
+
+
+def test_the_data_is_read_without_its_train_rows(small_synthetic_svhn):
+    """The ensemble scores on validation and test only: the train split is not read (0.9 GB at 200,000 numbers)."""
+    from housenum.dataset import load_svhn
+
+    full, some = load_svhn(small_synthetic_svhn["h5"]), load_svhn(small_synthetic_svhn["h5"], splits=("valid", "test"))
+    assert len(full.train[0]) > 0 and some.train[0].shape == (0,) + full.train[0].shape[1:]
+    assert some.train[1].shape == (0,) + full.train[1].shape[1:] and some.train[0].dtype == full.train[0].dtype
+    for a, b in ((full.valid, some.valid), (full.test, some.test)):
+        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert some.description == full.description and some.config == full.config
