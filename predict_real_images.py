@@ -7,8 +7,8 @@ validation data for 98 % accuracy): never a guess. Prints one line per photo:
 path, number (or "no number found"), confidence, box (left,top,right,bottom in the photo's pixels, or -).
 A file that cannot be read gets its own error line; the others are still read; the exit status is then 1.
 
-Models: the newest house-number reader and finder under --results-dir, else those shipped with the
-project in models/ (the line "model: ..." on stderr says which were used).
+Models: the newest house-number reader (not a layer-sweep run) and finder under --results-dir, else
+those shipped with the project in models/ (the line "model: ..." on stderr says which were used).
 
   python predict_real_images.py my_photos/
   python predict_real_images.py a.jpg b.png --model results/seed --show results/readings

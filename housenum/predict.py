@@ -78,11 +78,17 @@ def model_meta(path: Path) -> dict:
 
 
 def find_model(results_dir: Path | str = "results") -> Path:
-    """The newest number-reading model.keras under results_dir (any depth; letters models are passed
-    over), else the reader shipped with the project."""
+    """The newest number-reading model.keras under results_dir (any depth), else the reader shipped with
+    the project. Passed over: letters models, and the layer sweep's runs (short experiments of 1 to 7
+    layers: after `run_all.py` the newest model under results/ is one of them, and it would read a
+    user's photos far worse than the reader trained in step 3 or the shipped one)."""
+    from housenum.sweep import RUNS_FOLDER
+
     results_dir = Path(results_dir)
     found = sorted(results_dir.glob("**/model.keras"), key=lambda p: p.stat().st_mtime) if results_dir.is_dir() else []
     for path in reversed(found):
+        if RUNS_FOLDER in path.relative_to(results_dir).parts[:-2]:
+            continue
         try:
             model_meta(path)
         except HousenumError:

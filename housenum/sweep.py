@@ -33,6 +33,8 @@ SEED_FC = (128, 64, 16)
 MAX_DEPTH = len(FC_WIDTHS) + 1
 CONV_DEPTHS = tuple(range(len(SEED_FC) + 2, len(SEED_FC) + 2 + len(SEED_CONV)))  # 5, 6, 7
 CSV_FIELDS = ("config", "family", "layers", "step", "valid_accuracy", "test_accuracy")
+RUNS_FOLDER = "layer_sweep"  # <results>/layer_sweep/<name>/: one run per configuration (experiments, never a
+# reader for photos: predict.find_model passes them over)
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,7 @@ def run_sweep(entries: Sequence[SweepEntry], train: TrainConfig, data, results_d
     fingerprint = data_fingerprint(data)
     rows = []
     for entry in entries:
-        run_dir = results_dir / "layer_sweep" / entry.name
+        run_dir = results_dir / RUNS_FOLDER / entry.name
         model = dataclasses.replace(entry.model, max_digits=data.config.max_digits)
         cfg = RunConfig(model=model, train=train, data=data.config).validate()
         result = None if force else _finished(run_dir, cfg, fingerprint)

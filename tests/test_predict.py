@@ -47,6 +47,18 @@ def test_the_newest_number_model_is_chosen_over_a_newer_letters_model(results):
     assert "data of seed" in reader.describe() and "42.0%" in reader.describe()
 
 
+def test_the_layer_sweeps_runs_are_passed_over_for_the_reader_trained_before_them(tmp_path):
+    """run_all.py trains its reader, then the layer sweep: the sweep's newer, weaker runs must not read photos."""
+    from housenum.sweep import RUNS_FOLDER
+
+    cfg = RunConfig(model=ModelConfig(fc_units=(16,), conv_depths=(4,)))
+    reader = _export(tmp_path / "synthetic" / "improved_synthetic", cfg, 0.8)
+    os.utime(reader, (time.time() - 100, time.time() - 100))
+    _export(tmp_path / "synthetic" / RUNS_FOLDER / "fc-1", cfg, 0.1)
+    assert find_model(tmp_path) == reader
+    assert find_model(tmp_path / "synthetic" / RUNS_FOLDER) == tmp_path / "synthetic" / RUNS_FOLDER / "fc-1" / "model.keras"
+
+
 def test_a_letters_model_named_for_reading_numbers_is_a_one_line_error(results):
     with pytest.raises(HousenumError, match="another task.*letters.*not a house-number reader"):
         Reader(results / "baselines" / "seed_letters")
