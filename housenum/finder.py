@@ -42,7 +42,7 @@ from PIL import Image, ImageOps
 
 from housenum.atomic import atomic_path, write_json, write_text
 from housenum.errors import DataError, HousenumError
-from housenum.photo import standardize
+from housenum.photo import grayscale, standardize
 from housenum.scenes import SceneConfig, Source, load_sources, make_scene
 
 FORMAT = "housenum-finder-1"  # finder.json's kind: a file of any other kind is refused with one line
@@ -165,7 +165,7 @@ def letterbox(image: Image.Image, size: int) -> tuple[np.ndarray, Letterbox]:
     photo's mean), so how much padding there is changes neither the photo's values nor the padding's."""
     lb = Letterbox.of(image.width, image.height, size)
     l, t, r, b = lb.content
-    small = image.convert("L").resize((r - l, b - t), Image.BILINEAR, reducing_gap=3.0)
+    small = grayscale(image).resize((r - l, b - t), Image.BILINEAR, reducing_gap=3.0)
     out = np.zeros((size, size), np.float32)
     out[t:b, l:r] = standardize(np.asarray(small, np.float32))
     return out, lb
@@ -183,8 +183,7 @@ def open_photo(path: Path | str, long_side: int = 480) -> tuple[Image.Image, flo
         if k < 1:
             im.draft("L", (math.ceil(full[0] * k), math.ceil(full[1] * k)))
         scale = full[0] / im.size[0]
-        img = ImageOps.exif_transpose(im)
-        img = img.convert("L")
+        img = grayscale(ImageOps.exif_transpose(im))
     return img, scale
 
 
@@ -433,7 +432,7 @@ class Finder:
         """Score and box of each photo, in its own pixels after EXIF orientation; box None where nothing is
         found. `refine`: refining passes (None: as trained; 0 or False: the first pass's box alone);
         `tiles`: a second look at tiles where the first finds nothing, if the finder has a tile threshold."""
-        photos = [ImageOps.exif_transpose(im).convert("L") for im in images]
+        photos = [grayscale(ImageOps.exif_transpose(im)) for im in images]
         scores, boxes, tiled = locate(self, photos, self.refine if refine is None else refine,
                                       self.tile_threshold if tiles else None)
         out = []

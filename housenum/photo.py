@@ -6,7 +6,7 @@ apart. For every photo, in order:
 1. crop to `box`, in the photo's STORED pixel coordinates: SVHN's boxes (and any box found by this
    project) are measured on the pixels as stored, before any EXIF orientation;
 2. EXIF orientation applied to what is left (phone photos are often stored sideways);
-3. grayscale (ITU-R 601-2 luma, Pillow's "L");
+3. grayscale (ITU-R 601-2 luma, Pillow's "L"; 16-bit grayscale scaled to 8 bits, `grayscale`);
 4. resize to `image_size` x `image_size` (bilinear), or to `image_size` high and `width` wide for a
    wider-than-tall input (the sequence reader's);
 5. per-image standardisation: subtract the image's mean, divide by its standard deviation. Per image
@@ -69,6 +69,19 @@ def upright(image: Image.Image, turn: Image.Transpose | None) -> Image.Image:
     return image.transpose(turn) if turn is not None else image
 
 
+def grayscale(image: Image.Image) -> Image.Image:
+    """Pillow's "L" (ITU-R 601-2 luma) of a photo in any mode. 16-bit grayscale (PNGs from scanners and raw
+    converters, Pillow's "I;16") and 32-bit integer or float pixels above 255 are scaled down from their
+    16-bit range (or their maximum, where it exceeds that): Pillow's own conversion clips them at 255, which
+    turns most of such a photo white and hides its number."""
+    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+        top = float(image.getextrema()[1] or 0)
+        if image.mode.startswith("I;16") or top > 255:
+            a = np.asarray(image, dtype=np.float32) / (257.0 if top <= 65535 else top / 255.0)
+            return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L")
+    return image.convert("L")
+
+
 def image_to_input(image: Image.Image, box: tuple[int, int, int, int] | None = None,
                    image_size: int = DataConfig.image_size, width: int | None = None) -> np.ndarray:
     """A photo, optionally cropped to `box` (stored-pixel coordinates), as network input: float32 (S, S, 1),
@@ -76,5 +89,5 @@ def image_to_input(image: Image.Image, box: tuple[int, int, int, int] | None = N
     turn = orientation(image)
     if box is not None:
         image = image.crop(box)
-    gray = upright(image, turn).convert("L").resize((width or image_size, image_size), Image.BILINEAR)
+    gray = grayscale(upright(image, turn)).resize((width or image_size, image_size), Image.BILINEAR)
     return standardize(np.asarray(gray, dtype=np.float32))[:, :, None]

@@ -64,6 +64,24 @@ def test_image_to_input_honours_exif_orientation():
     assert x[:4].mean() > x[4:].mean()  # after rotation the white half is on top
 
 
+def test_16_bit_and_float_grayscale_photos_read_as_their_8_bit_selves(tmp_path):
+    """Pillow's own conversion clips 16-bit pixels at 255: a 16-bit PNG would be read as a white page."""
+    from housenum.finder import open_photo
+
+    rng = np.random.default_rng(0)
+    eight = rng.integers(0, 256, (24, 40), dtype=np.uint8)
+    eight[:, :20] //= 4  # a dark left half, so that clipping would show
+    sixteen = tmp_path / "sixteen.png"
+    Image.fromarray(eight.astype(np.uint16) * 257).save(sixteen)  # saved and read back as Pillow's "I;16"
+    as_read, scale = open_photo(sixteen)
+    assert Image.open(sixteen).mode.startswith("I;16") and as_read.mode == "L" and scale == 1
+    assert np.array_equal(np.asarray(as_read), eight)
+    want = image_to_input(Image.fromarray(eight), None, 16)
+    for im in (Image.open(sixteen), Image.fromarray(eight.astype(np.float32), "F"),
+               Image.fromarray(eight.astype(np.int32) * 257, "I")):
+        assert np.allclose(image_to_input(im, None, 16), want, atol=1e-5), im.mode
+
+
 def test_a_box_is_cut_in_stored_pixels_then_turned_upright():
     """SVHN boxes are measured on the pixels as stored (MATLAB ignores EXIF): the crop must be cut there,
     then turned as the photo's orientation says."""
