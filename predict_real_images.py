@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Step 5: read house numbers from your own photos: whole photos of any size, JPEG/PNG, EXIF orientation honoured.
+"""Step 5: read house numbers from your own photos: whole photos of any size, JPEG/PNG/WebP/AVIF/HEIC, EXIF
+orientation honoured.
 
 For each photo it finds where the number is (the finder), reads it (the reader), and answers "no number
 found" when there is none or when the reading is less sure than the model's threshold (chosen on

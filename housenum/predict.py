@@ -28,7 +28,7 @@ from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 from housenum.config import RunConfig
 from housenum.errors import HousenumError
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".avif", ".heic", ".heif"}
 NUMBER_TASK = "sequence"  # ModelConfig.task of a number reader (length + digit heads)
 SHOW_MAX_SIDE = 1600  # --show draws on a copy no larger than this: a 12-megapixel PNG would be ~36 MB
 READ_SIDE = 480  # photos are decoded to about this long side: a number a tenth as wide is ~48 px for a 32 px crop
@@ -263,6 +263,10 @@ def load_photo(path: Path) -> tuple[Image.Image, float]:
     try:
         return open_photo(path, READ_SIDE)
     except UnidentifiedImageError:
+        from housenum.finder import heif_opener
+
+        if path.suffix.lower() in (".heic", ".heif") and not heif_opener():
+            raise HousenumError("a HEIC photo, and pillow-heif is not installed (pip install -r requirements.txt)") from None
         raise HousenumError("not an image Pillow can read") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise HousenumError(f"corrupt image ({' '.join(str(exc).split())})") from None

@@ -130,3 +130,33 @@ def test_a_small_number_anywhere_in_a_large_photo_is_found_by_the_second_look(sh
         shipped.finder.tile_threshold = threshold
     found, right, wrong = found_right_wrong(shipped.read_images(photos), cases)
     assert found >= max(7, first[0] + 1) and right >= 6 and wrong <= 2, (first, (found, right, wrong))
+
+
+def test_iphone_heic_photos_are_read_upright_as_the_same_photos_in_jpeg(shipped, edge_photos, tmp_path):
+    """iPhones save HEIC by default: a folder of them is read (pillow-heif), each turned upright by its EXIF
+    orientation, with the answers and boxes of the same photos as JPEG."""
+    from housenum.finder import heif_opener, iou, open_photo
+
+    assert heif_opener(), "pillow-heif (requirements.txt) is not installed"
+    cases = edge_photos[:3]
+    folder = tmp_path / "phone"
+    folder.mkdir()
+    for i, (path, _, _) in enumerate(cases):
+        with Image.open(path) as im:
+            if i == 0:  # stored on its side, as a phone held upright stores it, with the turn in its EXIF
+                exif = Image.Exif()
+                exif[0x0112] = 6
+                im.transpose(Image.Transpose.ROTATE_90).save(folder / f"{i}.heic", quality=90, exif=exif.tobytes())
+            else:
+                im.save(folder / f"{i}.heic", quality=90)
+    jpeg = shipped.read_images([open_photo(p)[0] for p, _, _ in cases])
+    out = subprocess.run([sys.executable, str(REPO / "predict_real_images.py"), str(folder),
+                          "--results-dir", str(tmp_path / "none")], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    lines = [line.split("\t") for line in out.stdout.splitlines()]
+    assert [Path(line[0]).name for line in lines] == ["0.heic", "1.heic", "2.heic"]
+    assert [line[1] for line in lines] == [r.answer() for r in jpeg]
+    for line, r, (path, _, _) in zip(lines, jpeg, cases):
+        if r.answer_box():
+            heic_box = np.array(line[3].split(","), float)
+            assert iou(heic_box, np.array(r.answer_box()) * open_photo(path)[1]) > 0.8, (line, r.answer_box())
