@@ -95,6 +95,14 @@ def test_show_draws_on_a_copy_of_bounded_size(tmp_path):
         assert max(im.size) <= 1600 + 160 and im.width == 1600  # the banner adds to the height only
 
 
+def test_show_draws_a_16_bit_photo_as_it_looks_not_white(tmp_path):
+    photo = tmp_path / "sixteen.png"
+    Image.fromarray(np.full((120, 160), 100 * 257, np.uint16)).save(photo)  # mid-grey in 16 bits
+    with Image.open(draw_reading(photo, Reading(str(photo), None, 0.0), tmp_path / "shown", 0)) as im:
+        under_banner = np.asarray(im.convert("L"))[-100:]
+    assert abs(float(under_banner.mean()) - 100) < 2
+
+
 def test_an_abstained_reading_shows_no_box(tmp_path):
     """ "no number found" comes without a box, printed or drawn; a reading keeps its box."""
     photo = tmp_path / "wall.png"
