@@ -23,7 +23,7 @@ from typing import Sequence
 from housenum.errors import HousenumError
 
 HEADS = ("length", "digits")
-WEIGHTS = ("float32", "int8")
+WEIGHTS = ("float32", "int8", "int4")
 
 
 def combine(members: Sequence, name: str = "house_number_ensemble"):
@@ -46,20 +46,21 @@ def combine(members: Sequence, name: str = "house_number_ensemble"):
     return keras.Model(image, outputs, name=name)
 
 
-def quantize_dense(model) -> None:
-    """The fully connected layers' weights as 8-bit integers (Keras's int8 quantization, which also
-    quantizes their inputs on the fly): most of a reader's weights are in its first fully connected layer,
-    so the file shrinks about threefold; the convolutions stay float32 (Keras quantizes no convolutions)."""
+def quantize_dense(model, mode: str = "int8") -> None:
+    """The fully connected layers' weights as 8-bit ("int8") or 4-bit ("int4") integers, per output unit
+    (Keras's quantization, which also quantizes their inputs to 8 bits on the fly): most of a reader's
+    weights are in its first fully connected layer, so the file shrinks about three- or fivefold; the
+    convolutions stay float32 (Keras quantizes no convolutions)."""
     import keras
 
-    model.quantize("int8", filters=lambda layer: isinstance(layer, keras.layers.Dense))
+    model.quantize(mode, filters=lambda layer: isinstance(layer, keras.layers.Dense))
 
 
 def build(member_paths: Sequence[Path | str], data_path: Path | str, out_dir: Path | str,
           weights: str = "float32", log=print) -> dict:
     """Combine the readers, score the combination on the data's validation and test splits, choose its
-    abstain threshold on validation, and write out_dir/model.keras + model.json. `weights`: "float32" or
-    "int8" (`quantize_dense`, for a file small enough to ship). Returns the metrics."""
+    abstain threshold on validation, and write out_dir/model.keras + model.json. `weights`: "float32",
+    "int8" or "int4" (`quantize_dense`, for a file small enough to ship). Returns the metrics."""
     from housenum.dataset import load_svhn
     from housenum.inference import evaluate
     from housenum.predict import Reader
@@ -79,8 +80,8 @@ def build(member_paths: Sequence[Path | str], data_path: Path | str, out_dir: Pa
         raise HousenumError(f"the readers take {first.model.image_size}-pixel inputs but {data_path} holds "
                             f"{data.config.image_size}-pixel crops")
     model = combine([r.model for r in readers])
-    if weights == "int8":
-        quantize_dense(model)
+    if weights != "float32":
+        quantize_dense(model, weights)
     out_dir.mkdir(parents=True, exist_ok=True)
     members = [_member(r) for r in readers]
     trained_on = list(dict.fromkeys(str(m["data"]) for m in members))  # what "trained on" says: the members' data
@@ -112,7 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                  "abstain threshold and whose test split scores the ensemble")
     p.add_argument("--out", required=True, help="folder for model.keras and model.json")
     p.add_argument("--weights", choices=WEIGHTS, default="float32",
-                   help="int8: the fully connected layers' weights as 8-bit integers, a file a third the size")
+                   help="int8 / int4: the fully connected layers' weights as 8- or 4-bit integers, a file a "
+                        "third / a fifth the size")
     args = p.parse_args(argv)
     if not Path(args.data).is_file():
         raise HousenumError(f"no preprocessed data at {args.data}")

@@ -74,6 +74,13 @@ def test_an_ensemble_is_written_scored_and_read_as_any_reader(members, small_syn
     f = predict_logits(reader.model, x)
     assert np.abs(softmax(q["digits"]) - softmax(f["digits"])).max() < 0.05
     assert abs(small["test"]["digit_accuracy"] - result["test"]["digit_accuracy"]) < 0.05
+    # int4: smaller still
+    smaller = build(members, h5, tmp_path / "ens4", weights="int4", log=lambda *_: None)
+    assert (tmp_path / "ens4" / "model.keras").stat().st_size < size["ens8"], size
+    q4 = predict_logits(Reader(tmp_path / "ens4").model, x)
+    assert np.abs(softmax(q4["digits"]) - softmax(f["digits"])).max() < 0.1
+    assert abs(smaller["test"]["digit_accuracy"] - result["test"]["digit_accuracy"]) < 0.05
+    assert json.loads((tmp_path / "ens4" / "model.json").read_text())["ensemble"]["weights"] == "int4"
 
 
 def test_readers_that_do_not_combine_are_one_line_errors(members, small_synthetic_svhn, tmp_path):
