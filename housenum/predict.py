@@ -268,7 +268,14 @@ def load_photo(path: Path) -> tuple[Image.Image, float]:
         if path.suffix.lower() in (".heic", ".heif") and not heif_opener():
             raise HousenumError("a HEIC photo, and pillow-heif is not installed (pip install -r requirements.txt)") from None
         raise HousenumError("not an image Pillow can read") from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:  # not corrupt: larger than Pillow decodes without being told to
+        import re
+
+        size = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(size.group(1)) / 1e6:.0f} megapixels; " if size else ""
+        raise HousenumError(f"too large to decode safely ({size}Pillow refuses over "
+                            f"{(Image.MAX_IMAGE_PIXELS or 0) * 2 / 1e6:.0f}): save a smaller copy") from None
+    except (OSError, ValueError, SyntaxError) as exc:
         raise HousenumError(f"corrupt image ({' '.join(str(exc).split())})") from None
 
 

@@ -117,3 +117,13 @@ def test_an_abstained_reading_shows_no_box(tmp_path):
         return int(np.sum((a[..., 0] > 200) & (a[..., 1] > 200) & (a[..., 2] < 80)))
 
     assert yellow_below_banner(read, 0) > 100 and yellow_below_banner(abstained, 1) == 0
+
+
+def test_a_photo_larger_than_pillow_decodes_safely_is_a_one_line_error_not_corrupt(tmp_path, monkeypatch):
+    from housenum.predict import load_photo
+
+    photo = tmp_path / "panorama.png"
+    Image.new("L", (100, 100)).save(photo)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 10,000 pixels: over twice the limit, Pillow refuses
+    with pytest.raises(HousenumError, match=r"too large to decode safely \(0 megapixels; Pillow refuses over 0\)"):
+        load_photo(photo)
