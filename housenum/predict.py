@@ -18,6 +18,7 @@ and digit heads. Without a finder, the whole photo is read as a crop (frame the 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -269,8 +270,6 @@ def load_photo(path: Path) -> tuple[Image.Image, float]:
             raise HousenumError("a HEIC photo, and pillow-heif is not installed (pip install -r requirements.txt)") from None
         raise HousenumError("not an image Pillow can read") from None
     except Image.DecompressionBombError as exc:  # not corrupt: larger than Pillow decodes without being told to
-        import re
-
         size = re.search(r"\((\d+) pixels\)", str(exc))
         size = f"{int(size.group(1)) / 1e6:.0f} megapixels; " if size else ""
         raise HousenumError(f"too large to decode safely ({size}Pillow refuses over "
@@ -308,8 +307,10 @@ def draw_reading(path: Path, reading: Reading, out_dir: Path, index: int) -> Pat
     from PIL import ImageOps
 
     from housenum.atomic import atomic_path
+    from housenum.finder import heif_opener
     from housenum.photo import grayscale
 
+    heif_opener()
     with Image.open(path) as im:
         full_width = im.height if _turned(im) else im.width  # the width the box's pixels refer to
         im.draft("RGB", (SHOW_MAX_SIDE, SHOW_MAX_SIDE))  # JPEGs decode at a fraction of full size
