@@ -5,7 +5,8 @@ reading taken apart (a photo where the finder finds nothing counts as wrong in e
 `predict_real_images.py` answers it "no number found"): photos where the finder finds nothing, found boxes
 of IoU < 0.5, each framing of the found box read alone, the most confident framing (the answer), the
 framings' vote (the reading with the most confidence summed over them), the framings' probabilities averaged
-(multi-head readers only), and the best framing per photo if one could pick it.
+(multi-head readers only), the best framing per photo if one could pick it, and the answer a perfect finder
+would give (the same framings and choice around the true digit box), also by the found box's IoU.
 Figures only; asserts nothing.
 
 Pick photos the reported figures do not use (training scores the first --whole-photos of the test split):
@@ -101,6 +102,19 @@ def main(argv=None) -> int:
     if mean:
         print(f"framings' probabilities averaged:         {rate(mean):.4f}")
     print(f"best framing per photo (an oracle):       {rate(best):.4f}")
+
+    # what a perfect finder would give: the same framings and choice around the true digit box
+    true_framed = [photo_reader._crops(im, tuple(b)) for im, b in zip(ims, boxes)]
+    texts, conf = reader.read_arrays(np.stack([c for crops_ in true_framed for c in crops_]))
+    at = np.cumsum([0] + [len(c) for c in true_framed])
+    true_ok = np.array([texts[at[i] + int(np.argmax(conf[at[i]:at[i + 1]]))] == t for i, t in enumerate(truths)])
+    pick_ok = np.asarray(pick, bool) & ~none
+    print(f"the answer from the TRUE box's framings:  {true_ok.mean():.4f}  (a perfect finder)")
+    print("by the found box's IoU with the true one:  photos, answer right, from the true box")
+    for lo, hi in ((0.0, 0.5), (0.5, 0.7), (0.7, 0.85), (0.85, 1.01)):
+        m = (ious >= lo) & (ious < hi)
+        if m.any():
+            print(f"  IoU {lo:.2f}-{min(hi, 1.0):.2f}  {m.sum():6,d}  {pick_ok[m].mean():.4f}  {true_ok[m].mean():.4f}")
     return 0
 
 
