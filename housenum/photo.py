@@ -69,17 +69,22 @@ def upright(image: Image.Image, turn: Image.Transpose | None) -> Image.Image:
     return image.transpose(turn) if turn is not None else image
 
 
-def grayscale(image: Image.Image) -> Image.Image:
-    """Pillow's "L" (ITU-R 601-2 luma) of a photo in any mode. 16-bit grayscale (PNGs from scanners and raw
-    converters, Pillow's "I;16") and 32-bit integer or float pixels above 255 are scaled down from their
-    16-bit range (or their maximum, where it exceeds that): Pillow's own conversion clips them at 255, which
-    turns most of such a photo white and hides its number."""
+def eight_bit(image: Image.Image) -> Image.Image:
+    """A photo whose pixels Pillow converts without loss: 16-bit grayscale (PNGs from scanners and raw
+    converters, Pillow's "I;16") and 32-bit integer or float pixels above 255 scaled down to "L" from their
+    16-bit range (or their maximum, where it exceeds that), any other photo as it is. Pillow's own conversion
+    clips such pixels at 255, which turns most of the photo white and hides its number."""
     if image.mode.startswith("I;16") or image.mode in ("I", "F"):
         top = float(image.getextrema()[1] or 0)
         if image.mode.startswith("I;16") or top > 255:
             a = np.asarray(image, dtype=np.float32) / (257.0 if top <= 65535 else top / 255.0)
             return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L")
-    return image.convert("L")
+    return image
+
+
+def grayscale(image: Image.Image) -> Image.Image:
+    """Pillow's "L" (ITU-R 601-2 luma) of a photo in any mode, 16-bit ones included (`eight_bit`)."""
+    return eight_bit(image).convert("L")
 
 
 def image_to_input(image: Image.Image, box: tuple[int, int, int, int] | None = None,

@@ -308,14 +308,13 @@ def draw_reading(path: Path, reading: Reading, out_dir: Path, index: int) -> Pat
 
     from housenum.atomic import atomic_path
     from housenum.finder import heif_opener
-    from housenum.photo import grayscale
+    from housenum.photo import eight_bit
 
     heif_opener()
     with Image.open(path) as im:
         full_width = im.height if _turned(im) else im.width  # the width the box's pixels refer to
         im.draft("RGB", (SHOW_MAX_SIDE, SHOW_MAX_SIDE))  # JPEGs decode at a fraction of full size
-        im = ImageOps.exif_transpose(im)
-        im = (grayscale(im) if im.mode.startswith("I") or im.mode == "F" else im).convert("RGB")  # 16-bit: not white
+        im = eight_bit(ImageOps.exif_transpose(im)).convert("RGB")
     if max(im.size) > SHOW_MAX_SIDE:
         im.thumbnail((SHOW_MAX_SIDE, SHOW_MAX_SIDE), Image.BILINEAR)
     scale = max(1.0, 256 / max(im.size))  # tiny crops are enlarged so the text fits
