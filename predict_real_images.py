@@ -8,8 +8,10 @@ validation data for 98 % accuracy): never a guess. Prints one line per photo:
 path, number (or "no number found"), confidence, box (left,top,right,bottom in the photo's pixels, or -).
 A file that cannot be read gets its own error line; the others are still read; the exit status is then 1.
 
-Models: the newest house-number reader (not a layer-sweep run) and finder under --results-dir, else
-those shipped with the project in models/ (the line "model: ..." on stderr says which were used).
+Models: the newest house-number reader trained on real SVHN under --results-dir, else the one shipped with the
+project in models/ (readers trained on synthetic data there are passed over, and a note says so; --model
+picks any); the newest finder under --results-dir, else the shipped one. The line "model: ..." on stderr says
+which were used.
 
   python predict_real_images.py my_photos/
   python predict_real_images.py a.jpg b.png --model results/seed --show results/readings
@@ -29,7 +31,8 @@ def parse_args(argv=None):
     p = cli.make_parser(__doc__)
     p.add_argument("inputs", nargs="+", help="image files and/or folders of images")
     p.add_argument("--model", default=None,
-                   help="run folder or model.keras (default: the newest house-number model under --results-dir)")
+                   help="run folder or model.keras (default: the newest reader trained on real SVHN under --results-dir, "
+                        "else the shipped one)")
     p.add_argument("--finder", default=None,
                    help="finder folder (default: the newest under --results-dir, else the shipped one)")
     p.add_argument("--no-finder", action="store_true", help="read each whole photo as a crop (no finding)")
@@ -42,7 +45,7 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     from housenum.predict import (PhotoReader, Reader, check_path, collect_paths, draw_reading, find_finder,
-                                  find_model, read_photos)
+                                  find_model, read_photos, trained_readers)
 
     # inputs first: a missing file is reported at once, not after the model's seconds of loading
     paths, warnings = collect_paths(args.inputs)
@@ -55,6 +58,10 @@ def main(argv=None) -> int:
             print(f"error: {p}: {check_path(p)}", file=sys.stderr)
         return 1
     model_path = Path(args.model) if args.model else find_model(args.results_dir)
+    passed_over = [] if args.model else [p for p, _ in trained_readers(args.results_dir)]
+    if passed_over and model_path not in passed_over:  # the shipped reader, over readers of synthetic data
+        print(f"note: {len(passed_over)} reader(s) trained on synthetic data under {args.results_dir}/ passed over "
+              f"for {model_path} (newest: {passed_over[0]}); --model picks one", file=sys.stderr)
     finder_path = None if args.no_finder else (Path(args.finder) if args.finder else find_finder(args.results_dir))
     finder = None
     if finder_path is not None:

@@ -79,28 +79,48 @@ def model_meta(path: Path) -> dict:
 
 
 def find_model(results_dir: Path | str = "results") -> Path:
-    """The newest number-reading model.keras under results_dir (any depth), else the reader shipped with
-    the project. Passed over: letters models, and the layer sweep's runs (short experiments of 1 to 7
-    layers: after `run_all.py` the newest model under results/ is one of them, and it would read a
-    user's photos far worse than the reader trained in step 3 or the shipped one)."""
-    from housenum.sweep import RUNS_FOLDER
-
-    results_dir = Path(results_dir)
-    found = sorted(results_dir.glob("**/model.keras"), key=lambda p: p.stat().st_mtime) if results_dir.is_dir() else []
-    for path in reversed(found):
-        if RUNS_FOLDER in path.relative_to(results_dir).parts[:-2]:
-            continue
-        try:
-            model_meta(path)
-        except HousenumError:
-            continue
-        return path
+    """The reader `predict_real_images.py` uses without --model: the newest trained on real SVHN under
+    results_dir (any depth), else the reader shipped with the project, else the newest trained on synthetic
+    data under results_dir. Readers trained on synthetic data there are passed over for the shipped one:
+    offline, `run_all.py` trains a short demonstration reader (2,000 steps on 3,000 numbers) that would read a
+    user's photos far worse than the shipped one; `--model` picks any (`trained_readers` lists them)."""
+    trained = trained_readers(results_dir)
+    real = [path for path, meta in trained if trained_on_real_svhn(meta)]
+    if real:
+        return real[0]
     if (SHIPPED / "reader" / "model.keras").is_file():
         return SHIPPED / "reader" / "model.keras"
+    if trained:
+        return trained[0][0]
     raise HousenumError(
         f"no trained house-number model in {results_dir}/: train one with `python train_and_test_svhn_data.py` "
         f"(or pass --model PATH)"
     )
+
+
+def trained_readers(results_dir: Path | str = "results") -> list[tuple[Path, dict]]:
+    """Number readers under results_dir (any depth), newest first, with their model.json. Passed over:
+    letters models, and the layer sweep's runs (short experiments of 1 to 7 layers)."""
+    from housenum.sweep import RUNS_FOLDER
+
+    results_dir = Path(results_dir)
+    found = sorted(results_dir.glob("**/model.keras"), key=lambda p: p.stat().st_mtime) if results_dir.is_dir() else []
+    out = []
+    for path in reversed(found):
+        if RUNS_FOLDER in path.relative_to(results_dir).parts[:-2]:
+            continue
+        try:
+            out.append((path, model_meta(path)))
+        except HousenumError:
+            continue
+    return out
+
+
+def trained_on_real_svhn(meta: dict) -> bool:
+    """Whether a reader's model.json says it was trained on real SVHN (its data's description says so)."""
+    from housenum.preprocess import REAL_SVHN
+
+    return str((meta.get("metrics") or {}).get("data") or "").startswith(REAL_SVHN)
 
 
 class Reader:

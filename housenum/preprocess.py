@@ -298,12 +298,15 @@ def _origins(root: Path, splits: Sequence[str]) -> dict[str, str]:
     return out
 
 
+REAL_SVHN = "real SVHN"  # how the description of real data begins (a model's "trained on" says so)
+
+
 def describe_origin(origins: dict[str, str]) -> str:
     kinds = set(origins.values())
     if kinds == {"synthetic"}:
         return "synthetic SVHN-format data"
     if kinds <= {"download", "mirror"}:
-        return "real SVHN"
+        return REAL_SVHN
     return "SVHN of mixed or unknown origin (" + ", ".join(f"{k}: {v}" for k, v in origins.items()) + ")"
 
 

@@ -24,39 +24,66 @@ from housenum.train import export_model  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _export(run_dir: Path, cfg: RunConfig, accuracy: float) -> Path:
+TINY = RunConfig(model=ModelConfig(fc_units=(16,), conv_depths=(4,)))
+SYNTHETIC = "synthetic SVHN-format data from a test"
+
+
+def _export(run_dir: Path, cfg: RunConfig, accuracy: float, data: str | None = None, age: float = 0.0) -> Path:
+    """A model as training exports it, trained on `data` (real SVHN unless said), written `age` seconds ago."""
     run_dir.mkdir(parents=True)
     key = "sequence_accuracy" if cfg.model.task == "sequence" else "accuracy"
-    return export_model(build_model(cfg.model), cfg, run_dir,
-                        {"test": {key: accuracy}, "data": f"data of {run_dir.name}", "steps": 1})
+    path = export_model(build_model(cfg.model), cfg, run_dir,
+                        {"test": {key: accuracy}, "data": data or f"real SVHN of {run_dir.name}", "steps": 1})
+    os.utime(path, (time.time() - age, time.time() - age))
+    return path
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     """A number model, then a letters model written later (as run_all.py's baselines are)."""
     root = tmp_path_factory.mktemp("results")
-    number = _export(root / "seed", RunConfig(model=ModelConfig(fc_units=(16,), conv_depths=(4,))), 0.42)
+    _export(root / "seed", TINY, 0.42, age=100)
     _export(root / "baselines" / "seed_letters", letters_config(RunConfig().train), 0.9)
-    os.utime(number, (time.time() - 100, time.time() - 100))
     return root
 
 
 def test_the_newest_number_model_is_chosen_over_a_newer_letters_model(results):
     assert find_model(results) == results / "seed" / "model.keras"
     reader = Reader(find_model(results))
-    assert "data of seed" in reader.describe() and "42.0%" in reader.describe()
+    assert "real SVHN of seed" in reader.describe() and "42.0%" in reader.describe()
 
 
-def test_the_layer_sweeps_runs_are_passed_over_for_the_reader_trained_before_them(tmp_path):
-    """run_all.py trains its reader, then the layer sweep: the sweep's newer, weaker runs must not read photos."""
+def test_a_reader_of_real_svhn_is_chosen_the_shipped_one_over_readers_of_synthetic_data(tmp_path, monkeypatch):
+    """Offline, run_all.py trains a short demonstration reader on synthetic data, then the layer sweep: neither
+    may read the user's photos in place of the shipped reader; a reader trained on real SVHN may, the newest."""
+    import housenum.predict as predict
     from housenum.sweep import RUNS_FOLDER
 
-    cfg = RunConfig(model=ModelConfig(fc_units=(16,), conv_depths=(4,)))
-    reader = _export(tmp_path / "synthetic" / "improved_synthetic", cfg, 0.8)
-    os.utime(reader, (time.time() - 100, time.time() - 100))
-    _export(tmp_path / "synthetic" / RUNS_FOLDER / "fc-1", cfg, 0.1)
-    assert find_model(tmp_path) == reader
-    assert find_model(tmp_path / "synthetic" / RUNS_FOLDER) == tmp_path / "synthetic" / RUNS_FOLDER / "fc-1" / "model.keras"
+    demo = _export(tmp_path / "synthetic" / "improved_synthetic", TINY, 0.3, SYNTHETIC, age=300)
+    _export(tmp_path / "synthetic" / RUNS_FOLDER / "fc-1", TINY, 0.1, SYNTHETIC, age=200)
+    assert predict.trained_readers(tmp_path) == [(demo, predict.model_meta(demo))]  # no sweep run
+    assert find_model(tmp_path) == predict.SHIPPED / "reader" / "model.keras"
+    # pointed at the sweep's own folder, its runs are readers like any
+    sweep = tmp_path / "synthetic" / RUNS_FOLDER
+    assert [p for p, _ in predict.trained_readers(sweep)] == [sweep / "fc-1" / "model.keras"]
+    monkeypatch.setattr(predict, "SHIPPED", tmp_path / "no-models")  # a checkout without models/
+    assert find_model(tmp_path) == demo
+    monkeypatch.undo()
+    old_real = _export(tmp_path / "real_old", TINY, 0.9, age=250)
+    new_real = _export(tmp_path / "real", TINY, 0.9, age=100)
+    _export(tmp_path / "synthetic_newest", TINY, 0.3, SYNTHETIC)
+    assert find_model(tmp_path) == new_real != old_real
+
+
+def test_the_script_says_which_readers_it_passed_over(tmp_path):
+    demo = _export(tmp_path / "results" / "improved_synthetic", TINY, 0.3, SYNTHETIC)
+    photo = tmp_path / "wall.png"
+    Image.new("L", (64, 48), 128).save(photo)
+    proc = subprocess.run([sys.executable, str(REPO / "predict_real_images.py"), str(photo), "--results-dir",
+                           str(tmp_path / "results")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert f"1 reader(s) trained on synthetic data under {tmp_path / 'results'}/ passed over" in proc.stderr
+    assert str(demo) in proc.stderr and "models/reader" in proc.stderr
 
 
 def test_a_letters_model_named_for_reading_numbers_is_a_one_line_error(results):
