@@ -5,7 +5,8 @@ The mirror holds ten real SVHN photos (test/1-3, train/1-4, extra/1-3). Each is 
 engine: cropped around its digit boxes exactly as training crops (union box + 30 %), and whole. A hit is
 a reading whose digits equal the true number exactly. Engines:
 
-  ours              this project's reader (--model; default: the newest number reader under results/)
+  ours              this project's reader (--model; default: predict_real_images.py's, the shipped one
+                    unless a reader of real SVHN is under results/)
   tesseract-psm7    Tesseract CLI, digits only, one text line        (apt-get install tesseract-ocr)
   tesseract-psm8    Tesseract CLI, digits only, one word
   rapidocr-rec      RapidOCR, recogniser only, on the given image     (pip install rapidocr onnxruntime)
@@ -146,8 +147,8 @@ class Engine:
 
 
 def default_model(results_dir: Path | str) -> Path:
-    """The model `ours` reads with when --model is not given: the newest number reader under results_dir
-    (the notMNIST letter baselines export models there too; `find_model` passes them over)."""
+    """The model `ours` reads with when --model is not given: the one `predict_real_images.py` reads with
+    (`find_model`: the newest reader of real SVHN under results_dir, else the shipped one)."""
     from housenum.predict import find_model
 
     return find_model(results_dir)
