@@ -411,8 +411,9 @@ class Finder:
         folder = path if path.is_dir() else path.parent
         model_path, meta_path = folder / "finder.keras", folder / "finder.json"
         if not model_path.is_file() or not meta_path.is_file():
+            reader = "; it holds a number reader: pass that as --model" if (folder / "model.json").is_file() else ""
             raise HousenumError(f"no finder at {path}: expected finder.keras and finder.json there "
-                                f"(train one with `python -m housenum.finder`)")
+                                f"(train one with `python -m housenum.finder`){reader}")
         try:
             meta = json.loads(meta_path.read_text())
         except (ValueError, UnicodeDecodeError) as exc:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -131,16 +132,19 @@ class Reader:
         if path.is_dir():
             path = path / "model.keras"
         if not path.is_file():
-            raise HousenumError(f"no model at {path}: pass a run folder or a model.keras file")
+            finder = "; it holds a finder: pass that as --finder" if (path.parent / "finder.json").is_file() else ""
+            raise HousenumError(f"no model at {path}: pass a run folder or a model.keras file{finder}")
         self.meta = model_meta(path)  # before the slow load: a wrong kind of model fails at once
         self.config: RunConfig = self.meta.pop("run_config")
         import housenum.model  # noqa: F401  (quiet TensorFlow import; registers the custom layer)
         import keras
 
+        if not zipfile.is_zipfile(path):  # Keras would say "File not found" of a file that is there
+            raise HousenumError(f"cannot load model {path}: not a whole .keras file (truncated, or another format)")
         try:
             self.model = keras.saving.load_model(path, compile=False)
-        except Exception as exc:  # a truncated or foreign file: say which and why, on one line
-            raise HousenumError(f"cannot load model {path}: {exc}") from exc
+        except Exception as exc:  # a foreign file: say which and why, on one line
+            raise HousenumError(f"cannot load model {path}: {' '.join(str(exc).split())}") from None
         self.image_size = self.config.model.image_size
         self.image_width = self.config.model.image_width  # None: square inputs
         self.path = path

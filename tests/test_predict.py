@@ -154,3 +154,19 @@ def test_a_photo_larger_than_pillow_decodes_safely_is_a_one_line_error_not_corru
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 10,000 pixels: over twice the limit, Pillow refuses
     with pytest.raises(HousenumError, match=r"too large to decode safely \(0 megapixels; Pillow refuses over 0\)"):
         load_photo(photo)
+
+
+def test_a_finder_given_as_the_reader_a_reader_as_the_finder_and_a_truncated_reader_say_so(tmp_path):
+    from housenum.finder import Finder
+    from housenum.predict import SHIPPED
+
+    with pytest.raises(HousenumError, match="it holds a finder: pass that as --finder"):
+        Reader(SHIPPED / "finder")
+    with pytest.raises(HousenumError, match="it holds a number reader: pass that as --model"):
+        Finder(SHIPPED / "reader")
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    (cut / "model.keras").write_bytes((SHIPPED / "reader" / "model.keras").read_bytes()[:100_000])
+    (cut / "model.json").write_bytes((SHIPPED / "reader" / "model.json").read_bytes())
+    with pytest.raises(HousenumError, match=r"not a whole \.keras file \(truncated, or another format\)"):
+        Reader(cut)
