@@ -57,8 +57,9 @@ def main(argv=None) -> int:
         for p in paths:
             print(f"error: {p}: {check_path(p)}", file=sys.stderr)
         return 1
-    model_path = Path(args.model) if args.model else find_model(args.results_dir)
-    passed_over = [] if args.model else [p for p, _ in trained_readers(args.results_dir)]
+    trained = [] if args.model else trained_readers(args.results_dir)
+    model_path = Path(args.model) if args.model else find_model(args.results_dir, trained)
+    passed_over = [p for p, _ in trained]
     if passed_over and model_path not in passed_over:  # the shipped reader, over readers of synthetic data
         print(f"note: {len(passed_over)} reader(s) trained on synthetic data under {args.results_dir}/ passed over "
               f"for {model_path} (newest: {passed_over[0]}); --model picks one", file=sys.stderr)

@@ -50,9 +50,8 @@ def combine(members: Sequence, name: str = "house_number_ensemble"):
 def quantize_dense(model, mode: str = "int8") -> None:
     """The fully connected layers' weights as 8-bit ("int8", a scale per output unit) or 4-bit ("int4", a scale
     and zero point per 128 inputs) integers (Keras's quantization, which also quantizes their inputs to 8 bits
-    on the fly): most of a reader's
-    weights are in its first fully connected layer, so the file shrinks about three- or fivefold; the
-    convolutions stay float32 (Keras quantizes no convolutions)."""
+    on the fly): most of a reader's weights are in its first fully connected layer, so the file shrinks about
+    three- or fivefold; the convolutions stay float32 (Keras quantizes no convolutions)."""
     import keras
 
     model.quantize(mode, filters=lambda layer: isinstance(layer, keras.layers.Dense))

@@ -79,13 +79,14 @@ def model_meta(path: Path) -> dict:
     return meta
 
 
-def find_model(results_dir: Path | str = "results") -> Path:
+def find_model(results_dir: Path | str = "results", trained: list[tuple[Path, dict]] | None = None) -> Path:
     """The reader `predict_real_images.py` uses without --model: the newest trained on real SVHN under
     results_dir (any depth), else the reader shipped with the project, else the newest trained on synthetic
     data under results_dir. Readers trained on synthetic data there are passed over for the shipped one:
     offline, `run_all.py` trains a short demonstration reader (2,000 steps on 3,000 numbers) that would read a
-    user's photos far worse than the shipped one; `--model` picks any (`trained_readers` lists them)."""
-    trained = trained_readers(results_dir)
+    user's photos far worse than the shipped one; `--model` picks any. `trained`: `trained_readers(results_dir)`
+    where the caller has it already."""
+    trained = trained_readers(results_dir) if trained is None else trained
     real = [path for path, meta in trained if trained_on_real_svhn(meta)]
     if real:
         return real[0]
