@@ -99,6 +99,9 @@ class FinderConfig:
         for name in ("steps", "batch_size", "train_scenes", "valid_scenes", "test_scenes", "eval_every"):
             if getattr(self, name) < 1:
                 raise HousenumError(f"FinderConfig.{name}: expected >= 1, got {getattr(self, name)}")
+        if self.train_scenes < self.batch_size:
+            raise HousenumError(f"FinderConfig.train_scenes: a batch takes {self.batch_size} different scenes, "
+                                f"got {self.train_scenes} scenes")
         for name in ("max_fpr", "tile_max_fpr"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise HousenumError(f"FinderConfig.{name}: expected 0..1, got {getattr(self, name)}")
@@ -834,6 +837,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--test-scenes", type=cli.positive_int, default=d.test_scenes, help="test scenes")
     p.add_argument("--eval-every", type=cli.positive_int, default=d.eval_every, help="validate every N steps")
     p.add_argument("--workers", type=cli.positive_int, default=2, help="processes making scenes")
+    sd = SceneConfig()
+    p.add_argument("--original-share", type=float, default=sd.original_share,
+                   help="share of scenes that are the SVHN photo as it is")
+    p.add_argument("--number-region-prob", type=float, default=sd.number_region_prob,
+                   help="chance a scene pastes only the number and a little around it, not the whole photo")
     p.add_argument("--add-tiles", action="store_true",
                    help="do not train: give the finder in --out the second look at tiles (choose its tile "
                         "threshold on validation scenes of --data-dir, the data it was trained on)")
@@ -846,7 +854,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                        learning_rate=args.learning_rate, train_scenes=args.train_scenes,
                        valid_scenes=args.valid_scenes, test_scenes=args.test_scenes, eval_every=args.eval_every,
                        seed=args.seed)
-    meta = train_finder(args.data_dir, args.out, cfg, workers=args.workers)
+    scene_cfg = SceneConfig(original_share=args.original_share, number_region_prob=args.number_region_prob)
+    meta = train_finder(args.data_dir, args.out, cfg, scene_cfg, workers=args.workers)
     used = meta["test"]["used"]
     m = meta["test"][used]
     print(f"test scenes ({m['scenes']}: {m['with_number']} with a number, {m['without_number']} without), {used}:")

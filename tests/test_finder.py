@@ -321,3 +321,19 @@ def test_a_wrong_or_missing_finder_is_a_one_line_error(tmp_path, trained):
 def test_command_without_data_says_what_it_expected(tmp_path):
     with pytest.raises(DataError, match="svhn/train"):
         main(["--data-dir", str(tmp_path), "--steps", "1"])
+
+
+def test_the_command_takes_the_scene_mix_and_records_it(svhn_dir, tmp_path):
+    out = tmp_path / "mix"
+    assert main(["--data-dir", str(svhn_dir), "--out", str(out), "--steps", "2", "--train-scenes", "16",
+                 "--valid-scenes", "8", "--test-scenes", "8", "--eval-every", "2", "--workers", "1",
+                 "--batch-size", "8", "--original-share", "0.3", "--number-region-prob", "0.25"]) == 0
+    scene = json.loads((out / "finder.json").read_text())["scene_config"]
+    assert scene["original_share"] == 0.3 and scene["number_region_prob"] == 0.25
+    assert scene["negative_share"] == SceneConfig().negative_share  # the rest as the scene config says
+    # a mix that cannot be (shares over 1) is refused before any scene is made
+    with pytest.raises(DataError, match="must be <= 1"):
+        main(["--data-dir", str(svhn_dir), "--out", str(tmp_path / "bad"), "--original-share", "0.9"])
+    assert not (tmp_path / "bad").exists()
+    with pytest.raises(HousenumError, match="a batch takes 64 different scenes, got 16"):
+        main(["--data-dir", str(svhn_dir), "--out", str(tmp_path / "bad"), "--train-scenes", "16"])
