@@ -10,8 +10,8 @@ A file that cannot be read gets its own error line; the others are still read; t
 
 Models: the newest house-number reader trained on real SVHN under --results-dir, else the one shipped with the
 project in models/ (readers trained on synthetic data there are passed over, and a note says so; --model
-picks any); the newest finder under --results-dir, else the shipped one. The line "model: ..." on stderr says
-which were used.
+picks any); the finder by the same rule (--finder picks any). The line "model: ..." on stderr says which
+were used.
 
   python predict_real_images.py my_photos/
   python predict_real_images.py a.jpg b.png --model results/seed --show results/readings
@@ -34,7 +34,8 @@ def parse_args(argv=None):
                    help="run folder or model.keras (default: the newest reader trained on real SVHN under --results-dir, "
                         "else the shipped one)")
     p.add_argument("--finder", default=None,
-                   help="finder folder (default: the newest under --results-dir, else the shipped one)")
+                   help="finder folder (default: the newest trained on real SVHN under --results-dir, else "
+                        "the shipped one)")
     p.add_argument("--no-finder", action="store_true", help="read each whole photo as a crop (no finding)")
     p.add_argument("--results-dir", default="results", help="where to look for the newest models")
     p.add_argument("--show", default=None, metavar="DIR", help="write each image with its reading drawn on it")
@@ -42,10 +43,17 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def _note_passed_over(kind: str, passed_over: list[Path], chosen: Path | None, results_dir: str, flag: str) -> None:
+    """Say on stderr when the shipped model was chosen over ones trained on synthetic data under results_dir."""
+    if passed_over and chosen not in passed_over:
+        print(f"note: {len(passed_over)} {kind}(s) trained on synthetic data under {results_dir}/ passed over for "
+              f"{chosen} (newest: {passed_over[0]}); {flag} picks one", file=sys.stderr)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     from housenum.predict import (PhotoReader, Reader, check_path, collect_paths, draw_reading, find_finder,
-                                  find_model, read_photos, trained_readers)
+                                  find_model, read_photos, trained_finders, trained_readers)
 
     # inputs first: a missing file is reported at once, not after the model's seconds of loading
     paths, warnings = collect_paths(args.inputs)
@@ -59,11 +67,10 @@ def main(argv=None) -> int:
         return 1
     trained = [] if args.model else trained_readers(args.results_dir)
     model_path = Path(args.model) if args.model else find_model(args.results_dir, trained)
-    passed_over = [p for p, _ in trained]
-    if passed_over and model_path not in passed_over:  # the shipped reader, over readers of synthetic data
-        print(f"note: {len(passed_over)} reader(s) trained on synthetic data under {args.results_dir}/ passed over "
-              f"for {model_path} (newest: {passed_over[0]}); --model picks one", file=sys.stderr)
-    finder_path = None if args.no_finder else (Path(args.finder) if args.finder else find_finder(args.results_dir))
+    _note_passed_over("reader", [p for p, _ in trained], model_path, args.results_dir, "--model")
+    trained = [] if args.finder or args.no_finder else trained_finders(args.results_dir)
+    finder_path = None if args.no_finder else (Path(args.finder) if args.finder else find_finder(args.results_dir, trained))
+    _note_passed_over("finder", [p for p, _ in trained], finder_path, args.results_dir, "--finder")
     finder = None
     if finder_path is not None:
         from housenum.finder import Finder

@@ -44,6 +44,7 @@ from PIL import Image, ImageOps
 from housenum.atomic import atomic_path, write_json, write_text
 from housenum.errors import DataError, HousenumError
 from housenum.photo import grayscale, standardize
+from housenum.preprocess import describe_folders
 from housenum.scenes import SceneConfig, Source, load_sources, make_scene
 
 FORMAT = "housenum-finder-1"  # finder.json's kind: a file of any other kind is refused with one line
@@ -769,6 +770,7 @@ def train_finder(data_dir: Path | str, out_dir: Path | str, cfg: FinderConfig = 
         "refine": refine,
         "parameters": int(model.count_params()),
         "data": {"data_dir": str(Path(data_dir).resolve()), "train_folders": [str(f) for f in train_folders],
+                 "trained_on": describe_folders(train_folders[0].parent, [f.name for f in train_folders]),
                  "test_folder": str(test_folder), "train_photos": len(train_src), "test_photos": len(test_src),
                  "train_scenes": cfg.train_scenes, "valid_scenes": cfg.valid_scenes, "test_scenes": cfg.test_scenes,
                  "streams": "train scenes from train(+extra) photos, stream 'train'; validation and test scenes "

@@ -170,14 +170,43 @@ class Reader:
         self.read_arrays(np.zeros((1,) + self.config.model.input_shape, np.float32))
 
 
-def find_finder(results_dir: Path | str = "results") -> Path | None:
-    """The newest finder under results_dir (any depth), else the one shipped with the project, else None."""
+def find_finder(results_dir: Path | str = "results", trained: list[tuple[Path, dict]] | None = None) -> Path | None:
+    """The finder `predict_real_images.py` uses without --finder, by the reader's rule (`find_model`): the
+    newest trained on real SVHN photos under results_dir (any depth), else the one shipped with the project,
+    else the newest trained on synthetic data there, else None. The README's first finder command is a short
+    one (3,000 steps on 16,000 scenes) that finds numbers worse than the shipped one (10,000 on 100,000).
+    `trained`: `trained_finders(results_dir)` where the caller has it already."""
+    trained = trained_finders(results_dir) if trained is None else trained
+    real = [path for path, meta in trained if finder_on_real_svhn(meta)]
+    if real:
+        return real[0]
+    shipped = SHIPPED / "finder"
+    if (shipped / "finder.json").is_file():
+        return shipped
+    return trained[0][0] if trained else None
+
+
+def trained_finders(results_dir: Path | str = "results") -> list[tuple[Path, dict]]:
+    """Finder folders under results_dir (any depth), newest first, with their finder.json (unreadable ones
+    left out)."""
     results_dir = Path(results_dir)
     found = sorted(results_dir.glob("**/finder.json"), key=lambda p: p.stat().st_mtime) if results_dir.is_dir() else []
-    if found:
-        return found[-1].parent
-    shipped = SHIPPED / "finder"
-    return shipped if (shipped / "finder.json").is_file() else None
+    out = []
+    for path in reversed(found):
+        try:
+            meta = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(meta, dict):
+            out.append((path.parent, meta))
+    return out
+
+
+def finder_on_real_svhn(meta: dict) -> bool:
+    """Whether a finder's finder.json says its scenes were made from real SVHN photos."""
+    from housenum.preprocess import REAL_SVHN
+
+    return str((meta.get("data") or {}).get("trained_on") or "").startswith(REAL_SVHN)
 
 
 class PhotoReader:

@@ -310,6 +310,11 @@ def describe_origin(origins: dict[str, str]) -> str:
     return "SVHN of mixed or unknown origin (" + ", ".join(f"{k}: {v}" for k, v in origins.items()) + ")"
 
 
+def describe_folders(root: Path | str, splits: Sequence[str]) -> str:
+    """What the SVHN-format folders root/<split> hold ("real SVHN", synthetic, mixed), from step 1's records."""
+    return describe_origin(_origins(Path(root), list(splits)))
+
+
 def _source_stamps(present: dict[str, Path]) -> dict:
     return {s: {"path": str(p.resolve()), "size": p.stat().st_size, "mtime": int(p.stat().st_mtime)}
             for s, p in present.items()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -77,6 +78,7 @@ def test_a_reader_of_real_svhn_is_chosen_the_shipped_one_over_readers_of_synthet
 
 def test_the_script_says_which_readers_it_passed_over(tmp_path):
     demo = _export(tmp_path / "results" / "improved_synthetic", TINY, 0.3, SYNTHETIC)
+    short = _finder_json(tmp_path / "results" / "finder", "synthetic SVHN-format data")
     photo = tmp_path / "wall.png"
     Image.new("L", (64, 48), 128).save(photo)
     proc = subprocess.run([sys.executable, str(REPO / "predict_real_images.py"), str(photo), "--results-dir",
@@ -84,6 +86,39 @@ def test_the_script_says_which_readers_it_passed_over(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert f"1 reader(s) trained on synthetic data under {tmp_path / 'results'}/ passed over" in proc.stderr
     assert str(demo) in proc.stderr and "models/reader" in proc.stderr
+    assert f"1 finder(s) trained on synthetic data under {tmp_path / 'results'}/ passed over" in proc.stderr
+    assert str(short) in proc.stderr and "finder " + str(REPO / "models" / "finder") in proc.stderr
+
+
+def _finder_json(folder: Path, trained_on: str | None, age: float = 0.0) -> Path:
+    """A finder.json as training writes it (without the weights: choosing reads only the json)."""
+    folder.mkdir(parents=True)
+    data = {"data_dir": str(folder)} if trained_on is None else {"trained_on": trained_on}
+    path = folder / "finder.json"
+    path.write_text(json.dumps({"kind": "housenum-finder-1", "data": data}))
+    os.utime(path, (time.time() - age, time.time() - age))
+    return folder
+
+
+def test_a_finder_of_real_svhn_is_chosen_the_shipped_one_over_finders_of_synthetic_data(tmp_path, monkeypatch):
+    import housenum.predict as predict
+    from housenum.preprocess import REAL_SVHN, describe_origin
+
+    synthetic = describe_origin({"train": "synthetic"})
+    short = _finder_json(tmp_path / "finder", synthetic, age=300)
+    older = _finder_json(tmp_path / "old_finder", None, age=400)  # trained before finders said what on
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "finder.json").write_text("{not json")
+    assert predict.trained_finders(tmp_path) == [(short, json.loads((short / "finder.json").read_text())),
+                                                (older, json.loads((older / "finder.json").read_text()))]
+    assert predict.find_finder(tmp_path) == predict.SHIPPED / "finder"
+    monkeypatch.setattr(predict, "SHIPPED", tmp_path / "no-models")  # a checkout without models/
+    assert predict.find_finder(tmp_path) == short
+    monkeypatch.undo()
+    _finder_json(tmp_path / "real_old", REAL_SVHN, age=250)
+    real = _finder_json(tmp_path / "real", describe_origin({"train": "download", "extra": "mirror"}), age=100)
+    _finder_json(tmp_path / "synthetic_newest", synthetic)
+    assert predict.find_finder(tmp_path) == real
 
 
 def test_a_letters_model_named_for_reading_numbers_is_a_one_line_error(results):
