@@ -29,7 +29,7 @@ from housenum.errors import HousenumError
 
 def parse_args(argv=None):
     p = cli.make_parser(__doc__)
-    p.add_argument("inputs", nargs="+", help="image files and/or folders of images")
+    p.add_argument("inputs", nargs="+", help="image files and/or folders of images (subfolders included, hidden ones not)")
     p.add_argument("--model", default=None,
                    help="run folder or model.keras (default: the newest reader trained on real SVHN under --results-dir, "
                         "else the shipped one)")
@@ -56,7 +56,7 @@ def main(argv=None) -> int:
                                   find_model, read_photos, trained_finders, trained_readers)
 
     # inputs first: a missing file is reported at once, not after the model's seconds of loading
-    paths, warnings = collect_paths(args.inputs)
+    paths, warnings = collect_paths(args.inputs, skip=[args.show] if args.show else [])
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
     if not paths:

@@ -18,6 +18,7 @@ and digit heads. Without a finder, the whole photo is read as a crop (frame the 
 from __future__ import annotations
 
 import json
+import os
 import re
 import zipfile
 from dataclasses import dataclass
@@ -279,21 +280,37 @@ def framing_input(im: Image.Image, box: tuple[int, int, int, int], framing: int,
     return None if crop is None else image_to_input(im, crop, size, width)
 
 
-def collect_paths(inputs: Sequence[str]) -> tuple[list[Path], list[str]]:
-    """Files as given, folders expanded to their image files (sorted, not recursive), and a warning for
-    each folder that holds no images. Missing paths are kept so that they are reported, in order."""
+def collect_paths(inputs: Sequence[str], skip: Sequence[Path | str] = ()) -> tuple[list[Path], list[str]]:
+    """Files as given; folders expanded to the image files in them and in their subfolders (a phone's DCIM/
+    keeps its photos in subfolders), sorted, leaving out hidden files and folders (names starting with ".":
+    Android's .thumbnails, the ._ files macOS leaves on shared drives) and the `skip` folders (where --show
+    writes its drawings, so that a second run does not read them); a warning for each folder without images.
+    Missing paths are kept so that they are reported, in order."""
+    skipped = {Path(s).resolve() for s in skip}
     out: list[Path] = []
     warnings: list[str] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            images = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES)
+            images = sorted(_images_under(p, skipped))
             if not images:
-                warnings.append(f"{p} holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+                warnings.append(f"{p} holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))}), nor do its "
+                                f"subfolders")
             out.extend(images)
         else:
             out.append(p)
     return out, warnings
+
+
+def _images_under(folder: Path, skipped: set[Path]) -> list[Path]:
+    """Image files under folder, any depth (links to folders not followed, so no loops)."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        root_path = Path(root)
+        dirs[:] = [d for d in dirs if not d.startswith(".") and (root_path / d).resolve() not in skipped]
+        found.extend(root_path / f for f in files
+                     if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_SUFFIXES and (root_path / f).is_file())
+    return found
 
 
 def check_path(path: Path) -> str | None:

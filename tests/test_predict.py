@@ -149,6 +149,23 @@ def test_a_folder_without_images_is_named(tmp_path):
     assert paths == [tmp_path / "p.png"] and len(warnings) == 1 and "notes holds no image files" in warnings[0]
 
 
+def test_a_phone_folder_is_read_with_its_subfolders_but_not_hidden_files_or_the_drawings(tmp_path):
+    """A phone's photos copied over: DCIM/ holds one folder per batch of photos, Android keeps thumbnails
+    in DCIM/.thumbnails, macOS leaves ._ files beside each photo on a shared drive, and --show may write
+    into the folder being read; only the photos themselves are read."""
+    dcim = tmp_path / "DCIM"
+    for name in ("100APPLE/IMG_0001.JPG", "100APPLE/IMG_0002.heic", "101APPLE/IMG_0101.jpg", "Camera/a.png",
+                 ".thumbnails/1.jpg", "100APPLE/._IMG_0001.JPG", "readings/0000_IMG_0001_read.png"):
+        (dcim / name).parent.mkdir(parents=True, exist_ok=True)
+        (dcim / name).write_bytes(b"x")
+    (dcim / "101APPLE" / "notes.txt").write_text("x")
+    paths, warnings = collect_paths([str(dcim)], skip=[dcim / "readings"])
+    assert paths == [dcim / "100APPLE/IMG_0001.JPG", dcim / "100APPLE/IMG_0002.heic", dcim / "101APPLE/IMG_0101.jpg",
+                     dcim / "Camera/a.png"] and warnings == []
+    paths, _ = collect_paths([str(dcim / "Camera"), str(dcim / "100APPLE" / "._IMG_0001.JPG")])
+    assert paths == [dcim / "Camera/a.png", dcim / "100APPLE" / "._IMG_0001.JPG"]  # a file named is read as named
+
+
 def test_show_draws_on_a_copy_of_bounded_size(tmp_path):
     big = tmp_path / "big.jpg"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (3000, 4000, 3), dtype=np.uint8)).save(big)
