@@ -341,3 +341,25 @@ def test_the_command_takes_the_scene_mix_and_records_it(svhn_dir, tmp_path):
     assert not (tmp_path / "bad").exists()
     with pytest.raises(HousenumError, match="a batch takes 64 different scenes, got 16"):
         main(["--data-dir", str(svhn_dir), "--out", str(tmp_path / "bad"), "--train-scenes", "16"])
+
+
+def test_every_format_is_opened_at_the_size_a_jpeg_is_decoded_at(tmp_path):
+    """JPEGs decode small in draft mode; a PNG (or HEIC, WebP) of the same photo is shrunk by the same power
+    of two, so a batch of phone photos stays small and every format is read the same way."""
+    from housenum.finder import open_photo
+
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(rng.integers(0, 256, (150, 200), dtype=np.uint8)).resize((2000, 1500), Image.NEAREST)
+    photo.save(tmp_path / "p.jpg", quality=95)
+    photo.save(tmp_path / "p.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored on its side: upright it is 1500 x 2000
+    photo.save(tmp_path / "turned.png", exif=exif.tobytes())
+    jpeg, jpeg_scale = open_photo(tmp_path / "p.jpg")
+    png, png_scale = open_photo(tmp_path / "p.png")
+    assert jpeg.size == png.size == (500, 375) and jpeg_scale == png_scale == 4
+    assert np.abs(np.asarray(jpeg, np.float32) - np.asarray(png, np.float32)).mean() < 6  # the same picture
+    turned, scale = open_photo(tmp_path / "turned.png")
+    assert turned.size == (375, 500) and scale == 4
+    small, scale = open_photo(tmp_path / "p.png", long_side=1200)  # under twice the side asked for: as it is
+    assert small.size == (2000, 1500) and scale == 1
