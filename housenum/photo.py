@@ -82,9 +82,20 @@ def eight_bit(image: Image.Image) -> Image.Image:
     return image
 
 
+def opaque(image: Image.Image) -> Image.Image:
+    """A picture with transparent pixels (a PNG or WebP cut out of its background, a sticker) as it shows on
+    a white page; any other as it is. Pillow's conversion keeps the colour stored under transparent pixels,
+    often black: black digits on a transparent background would vanish into a black page."""
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
+    return image
+
+
 def grayscale(image: Image.Image) -> Image.Image:
-    """Pillow's "L" (ITU-R 601-2 luma) of a photo in any mode, 16-bit ones included (`eight_bit`)."""
-    return eight_bit(image).convert("L")
+    """Pillow's "L" (ITU-R 601-2 luma) of a photo in any mode, 16-bit ones included (`eight_bit`), transparent
+    pixels as on a white page (`opaque`)."""
+    return opaque(eight_bit(image)).convert("L")
 
 
 def image_to_input(image: Image.Image, box: tuple[int, int, int, int] | None = None,

@@ -379,13 +379,13 @@ def draw_reading(path: Path, reading: Reading, out_dir: Path, index: int) -> Pat
 
     from housenum.atomic import atomic_path
     from housenum.finder import heif_opener
-    from housenum.photo import eight_bit
+    from housenum.photo import eight_bit, opaque
 
     heif_opener()
     with Image.open(path) as im:
         full_width = im.height if _turned(im) else im.width  # the width the box's pixels refer to
         im.draft("RGB", (SHOW_MAX_SIDE, SHOW_MAX_SIDE))  # JPEGs decode at a fraction of full size
-        im = eight_bit(ImageOps.exif_transpose(im)).convert("RGB")
+        im = opaque(eight_bit(ImageOps.exif_transpose(im))).convert("RGB")
     if max(im.size) > SHOW_MAX_SIDE:
         im.thumbnail((SHOW_MAX_SIDE, SHOW_MAX_SIDE), Image.BILINEAR)
     scale = max(1.0, 256 / max(im.size))  # tiny crops are enlarged so the text fits

@@ -82,6 +82,34 @@ def test_16_bit_and_float_grayscale_photos_read_as_their_8_bit_selves(tmp_path):
         assert np.allclose(image_to_input(im, None, 16), want, atol=1e-5), im.mode
 
 
+def test_a_number_on_a_transparent_background_reads_as_on_a_white_page(tmp_path):
+    """A house number cut out of its photo and saved with a transparent background: the colour stored under
+    the transparent pixels is black, as are the digits; Pillow's conversion alone gives a black page."""
+    from housenum.finder import open_photo
+    from housenum.photo import grayscale
+
+    rgba = np.zeros((20, 30, 4), np.uint8)  # transparent black everywhere
+    rgba[5:15, 10:14, 3] = 255  # an opaque black stroke
+    rgba[5:15, 20:24] = (255, 0, 0, 128)  # a half-transparent red one
+    cut = Image.fromarray(rgba, "RGBA")
+    want = np.full((20, 30), 255, np.uint8)
+    want[5:15, 10:14] = 0
+    red_on_white = Image.alpha_composite(Image.new("RGBA", (1, 1), "white"), Image.new("RGBA", (1, 1), (255, 0, 0, 128)))
+    want[5:15, 20:24] = red_on_white.convert("L").getpixel((0, 0))
+    assert np.array_equal(np.asarray(cut.convert("L"))[0], np.zeros(30))  # what Pillow gives: black
+    indexed = np.zeros((20, 30), np.uint8)  # a palette image (GIF-like): colour 0 transparent, 1 black
+    indexed[5:15, 10:14] = 1
+    palette = Image.fromarray(indexed, "P")
+    palette.putpalette([0, 0, 0] * 2)
+    palette.info["transparency"] = 0
+    for im in (cut, cut.convert("LA"), palette):
+        assert np.array_equal(np.asarray(grayscale(im))[:, :14], want[:, :14]), im.mode
+    cut.save(tmp_path / "cut.png")
+    cut.save(tmp_path / "cut.webp", lossless=True)
+    for path in (tmp_path / "cut.png", tmp_path / "cut.webp"):
+        assert np.array_equal(np.asarray(open_photo(path)[0]), want), path
+
+
 def test_a_box_is_cut_in_stored_pixels_then_turned_upright():
     """SVHN boxes are measured on the pixels as stored (MATLAB ignores EXIF): the crop must be cut there,
     then turned as the photo's orientation says."""
