@@ -15,6 +15,9 @@ from housenum.finder import (PASSES, STRIDE, Finder, FinderConfig, Letterbox, ad
                              make_scene_set, scene_photos, scenes_and_photos, smoke, tiles_of, train_finder)
 from housenum.scenes import SceneConfig, load_sources, make_scene
 
+# One worker takes the whole file: spread over two, each would train the `trained` finder (30 s).
+pytestmark = pytest.mark.xdist_group("finder")
+
 # Small scenes keep the whole file fast; the geometry is the same at any size.
 SMALL = SceneConfig(long_side=(96, 160), negative_share=0.5)
 # The short training's scenes: numbers a quarter of the photo wide or more, few distractors, so that a
