@@ -53,7 +53,7 @@ def _note_passed_over(kind: str, passed_over: list[Path], chosen: Path | None, r
 def main(argv=None) -> int:
     args = parse_args(argv)
     from housenum.predict import (PhotoReader, Reader, check_path, collect_paths, draw_reading, find_finder,
-                                  find_model, read_photos, trained_finders, trained_readers)
+                                  find_model, iter_readings, trained_finders, trained_readers)
 
     # inputs first: a missing file is reported at once, not after the model's seconds of loading
     paths, warnings = collect_paths(args.inputs, skip=[args.show] if args.show else [])
@@ -79,21 +79,26 @@ def main(argv=None) -> int:
     photo_reader = PhotoReader(Reader(model_path), finder)
     print(f"model: {photo_reader.describe()}", file=sys.stderr)
     photo_reader.warm_up()
-    t0 = time.perf_counter()
-    readings = read_photos(photo_reader, paths, args.batch_size)
-    elapsed = time.perf_counter() - t0
-    failed = 0
-    for i, (path, r) in enumerate(zip(paths, readings)):
-        if r.error:
-            failed += 1
-            print(f"error: {r.path}: {r.error}", file=sys.stderr)
-            continue
-        box = ",".join(map(str, r.answer_box())) if r.answer_box() else "-"
-        print(f"{r.path}\t{r.answer()}\t{r.confidence:.3f}\t{box}")
-        if args.show:
-            draw_reading(path, r, Path(args.show), i)
-    n_ok = len(readings) - failed
-    print(f"read {n_ok} of {len(readings)} image(s) in {elapsed:.2f} s"
+    # answers are printed a batch at a time: a folder of thousands shows them as they come, and an
+    # interrupted run keeps those already printed
+    failed = done = 0
+    elapsed, t0 = 0.0, time.perf_counter()
+    for readings in iter_readings(photo_reader, paths, args.batch_size):
+        elapsed += time.perf_counter() - t0  # reading only, not printing or drawing
+        for r in readings:
+            i, done = done, done + 1
+            if r.error:
+                failed += 1
+                print(f"error: {r.path}: {r.error}", file=sys.stderr)
+                continue
+            box = ",".join(map(str, r.answer_box())) if r.answer_box() else "-"
+            print(f"{r.path}\t{r.answer()}\t{r.confidence:.3f}\t{box}")
+            if args.show:
+                draw_reading(paths[i], r, Path(args.show), i)
+        sys.stdout.flush()
+        t0 = time.perf_counter()
+    n_ok = done - failed
+    print(f"read {n_ok} of {done} image(s) in {elapsed:.2f} s"
           + (f" ({1000 * elapsed / max(n_ok, 1):.1f} ms per photo, after warm-up)" if n_ok else ""), file=sys.stderr)
     return 1 if failed else 0
 

@@ -23,7 +23,7 @@ import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
@@ -352,25 +352,31 @@ def load_photo(path: Path) -> tuple[Image.Image, float]:
 def read_photos(photo_reader: PhotoReader, paths: Iterable[Path], batch: int = 64) -> list[Reading]:
     """Readings of photo files, `batch` at a time; a file that cannot be read gets its error instead.
     Boxes are in the files' own (upright) pixels."""
+    return [r for readings in iter_readings(photo_reader, paths, batch) for r in readings]
+
+
+def iter_readings(photo_reader: PhotoReader, paths: Iterable[Path], batch: int = 64) -> Iterator[list[Reading]]:
+    """`read_photos` a batch at a time, in order: a folder of thousands of photos shows its answers as they
+    come, and an interrupted run keeps those already given."""
     paths = list(paths)
-    readings = [Reading(str(p)) for p in paths]
     for start in range(0, len(paths), batch):
+        readings = [Reading(str(p)) for p in paths[start:start + batch]]
         ok, photos, scales = [], [], []
-        for i in range(start, min(start + batch, len(paths))):
+        for i, reading in enumerate(readings):
             try:
-                im, scale = load_photo(paths[i])
+                im, scale = load_photo(Path(reading.path))
             except HousenumError as exc:
-                readings[i].error = str(exc)
+                reading.error = str(exc)
                 continue
             ok.append(i)
             photos.append(im)
             scales.append(scale)
         for i, r, scale in zip(ok, photo_reader.read_images(photos), scales):
-            r.path = str(paths[i])
+            r.path = readings[i].path
             if r.box is not None:
                 r.box = tuple(int(round(v * scale)) for v in r.box)
             readings[i] = r
-    return readings
+        yield readings
 
 
 def draw_reading(path: Path, reading: Reading, out_dir: Path, index: int) -> Path:

@@ -166,6 +166,34 @@ def test_a_phone_folder_is_read_with_its_subfolders_but_not_hidden_files_or_the_
     assert paths == [dcim / "Camera/a.png", dcim / "100APPLE" / "._IMG_0001.JPG"]  # a file named is read as named
 
 
+def test_photos_are_read_a_batch_at_a_time_in_order_with_errors_in_place(tmp_path):
+    """A folder of thousands of photos gives its answers batch by batch (an interrupted run keeps them)."""
+    from housenum.predict import iter_readings, read_photos
+
+    class Widths:  # a reader that "reads" each photo's width, and remembers its batches
+        def __init__(self):
+            self.batches = []
+
+        def read_images(self, photos):
+            self.batches.append(len(photos))
+            return [Reading("?", str(im.width), 0.9, (0, 0, 1, 1)) for im in photos]
+
+    paths = []
+    for i in range(7):
+        paths.append(tmp_path / f"{i}.png")
+        if i == 3:
+            paths[-1].write_bytes(b"not a png")
+        else:
+            Image.new("L", (20 + i, 10)).save(paths[-1])
+    reader = Widths()
+    batches = list(iter_readings(reader, paths, batch=3))
+    assert [len(b) for b in batches] == [3, 3, 1] and reader.batches == [3, 2, 1]
+    flat = [r for b in batches for r in b]
+    assert [r.path for r in flat] == [str(p) for p in paths]
+    assert [r.text for r in flat] == ["20", "21", "22", None, "24", "25", "26"] and "not an image" in flat[3].error
+    assert [r.text for r in read_photos(Widths(), paths, batch=2)] == [r.text for r in flat]
+
+
 def test_show_draws_on_a_copy_of_bounded_size(tmp_path):
     big = tmp_path / "big.jpg"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (3000, 4000, 3), dtype=np.uint8)).save(big)
