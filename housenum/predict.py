@@ -292,25 +292,35 @@ def collect_paths(inputs: Sequence[str], skip: Sequence[Path | str] = ()) -> tup
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            images = sorted(_images_under(p, skipped))
+            images, others = _images_under(p, skipped)
             if not images:
                 warnings.append(f"{p} holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))}), nor do its "
                                 f"subfolders")
-            out.extend(images)
+            elif others:  # a phone's videos, raw files: say they were not read
+                kinds = ", ".join(f"{suffix or 'no suffix'} {n}" for suffix, n in sorted(others.items()))
+                warnings.append(f"{p}: {sum(others.values())} file(s) not read, not being images ({kinds})")
+            out.extend(sorted(images))
         else:
             out.append(p)
     return out, warnings
 
 
-def _images_under(folder: Path, skipped: set[Path]) -> list[Path]:
-    """Image files under folder, any depth (links to folders not followed, so no loops)."""
-    found = []
+def _images_under(folder: Path, skipped: set[Path]) -> tuple[list[Path], dict[str, int]]:
+    """Image files under folder, any depth (links to folders not followed, so no loops), and how many other
+    files of each suffix there are."""
+    found, others = [], {}
     for root, dirs, files in os.walk(folder):
         root_path = Path(root)
         dirs[:] = [d for d in dirs if not d.startswith(".") and (root_path / d).resolve() not in skipped]
-        found.extend(root_path / f for f in files
-                     if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_SUFFIXES and (root_path / f).is_file())
-    return found
+        for f in files:
+            if f.startswith(".") or not (root_path / f).is_file():
+                continue
+            suffix = Path(f).suffix.lower()
+            if suffix in IMAGE_SUFFIXES:
+                found.append(root_path / f)
+            else:
+                others[suffix] = others.get(suffix, 0) + 1
+    return found, others
 
 
 def check_path(path: Path) -> str | None:

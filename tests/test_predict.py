@@ -158,10 +158,12 @@ def test_a_phone_folder_is_read_with_its_subfolders_but_not_hidden_files_or_the_
                  ".thumbnails/1.jpg", "100APPLE/._IMG_0001.JPG", "readings/0000_IMG_0001_read.png"):
         (dcim / name).parent.mkdir(parents=True, exist_ok=True)
         (dcim / name).write_bytes(b"x")
-    (dcim / "101APPLE" / "notes.txt").write_text("x")
+    for name in ("101APPLE/IMG_0102.MOV", "101APPLE/IMG_0103.mov", "Camera/b.dng"):
+        (dcim / name).write_bytes(b"x")
     paths, warnings = collect_paths([str(dcim)], skip=[dcim / "readings"])
     assert paths == [dcim / "100APPLE/IMG_0001.JPG", dcim / "100APPLE/IMG_0002.heic", dcim / "101APPLE/IMG_0101.jpg",
-                     dcim / "Camera/a.png"] and warnings == []
+                     dcim / "Camera/a.png"]
+    assert warnings == [f"{dcim}: 3 file(s) not read, not being images (.dng 1, .mov 2)"]
     paths, _ = collect_paths([str(dcim / "Camera"), str(dcim / "100APPLE" / "._IMG_0001.JPG")])
     assert paths == [dcim / "Camera/a.png", dcim / "100APPLE" / "._IMG_0001.JPG"]  # a file named is read as named
 
