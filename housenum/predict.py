@@ -298,7 +298,7 @@ def collect_paths(inputs: Sequence[str], skip: Sequence[Path | str] = ()) -> tup
                                 f"subfolders")
             elif others:  # a phone's videos, raw files: say they were not read
                 kinds = ", ".join(f"{suffix or 'no suffix'} {n}" for suffix, n in sorted(others.items()))
-                warnings.append(f"{p}: {sum(others.values())} file(s) not read, not being images ({kinds})")
+                warnings.append(f"{p}: {sum(others.values())} file(s) that are not images left out ({kinds})")
             out.extend(sorted(images))
         else:
             out.append(p)

@@ -163,7 +163,7 @@ def test_a_phone_folder_is_read_with_its_subfolders_but_not_hidden_files_or_the_
     paths, warnings = collect_paths([str(dcim)], skip=[dcim / "readings"])
     assert paths == [dcim / "100APPLE/IMG_0001.JPG", dcim / "100APPLE/IMG_0002.heic", dcim / "101APPLE/IMG_0101.jpg",
                      dcim / "Camera/a.png"]
-    assert warnings == [f"{dcim}: 3 file(s) not read, not being images (.dng 1, .mov 2)"]
+    assert warnings == [f"{dcim}: 3 file(s) that are not images left out (.dng 1, .mov 2)"]
     paths, _ = collect_paths([str(dcim / "Camera"), str(dcim / "100APPLE" / "._IMG_0001.JPG")])
     assert paths == [dcim / "Camera/a.png", dcim / "100APPLE" / "._IMG_0001.JPG"]  # a file named is read as named
 
