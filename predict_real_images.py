@@ -13,12 +13,17 @@ project in models/ (readers trained on synthetic data there are passed over, and
 picks any); the finder by the same rule (--finder picks any). The line "model: ..." on stderr says which
 were used.
 
+A folder of thousands of photos: `--out FILE` also appends the answers to FILE batch by batch, and the same
+command run again after an interruption skips the photos FILE already answers.
+
   python predict_real_images.py my_photos/
+  python predict_real_images.py DCIM/ --out readings.tsv
   python predict_real_images.py a.jpg b.png --model results/seed --show results/readings
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -40,6 +45,9 @@ def parse_args(argv=None):
     p.add_argument("--results-dir", default="results", help="where to look for the newest models")
     p.add_argument("--show", default=None, metavar="DIR", help="write each image with its reading drawn on it")
     p.add_argument("--batch-size", type=int, default=64, help="photos per forward pass")
+    p.add_argument("--out", default=None, metavar="FILE",
+                   help="also append each answer line to FILE as it is read; photos already answered in FILE "
+                        "are skipped, so a run stopped part way continues where it stopped")
     return p.parse_args(argv)
 
 
@@ -52,8 +60,8 @@ def _note_passed_over(kind: str, passed_over: list[Path], chosen: Path | None, r
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from housenum.predict import (PhotoReader, Reader, check_path, collect_paths, draw_reading, find_finder,
-                                  find_model, iter_readings, trained_finders, trained_readers)
+    from housenum.predict import (PhotoReader, Reader, answered_paths, check_path, collect_paths, draw_reading,
+                                  find_finder, find_model, iter_readings, trained_finders, trained_readers)
 
     # inputs first: a missing file is reported at once, not after the model's seconds of loading
     paths, warnings = collect_paths(args.inputs, skip=[args.show] if args.show else [])
@@ -61,9 +69,19 @@ def main(argv=None) -> int:
         print(f"warning: {w}", file=sys.stderr)
     if not paths:
         raise HousenumError(f"no image files in {' '.join(args.inputs)}")
-    if all(check_path(p) for p in paths):
-        for p in paths:
-            print(f"error: {p}: {check_path(p)}", file=sys.stderr)
+    indices = list(range(len(paths)))  # each photo's place among all given (names --show's drawings)
+    out = Path(args.out) if args.out else None
+    if out is not None:
+        done = answered_paths(out)
+        indices = [i for i in indices if str(paths[i]) not in done]
+        if len(indices) < len(paths):
+            print(f"note: {len(paths) - len(indices)} of {len(paths)} photo(s) already answered in {out}: skipped",
+                  file=sys.stderr)
+        if not indices:
+            return 0
+    if all(check_path(paths[i]) for i in indices):
+        for i in indices:
+            print(f"error: {paths[i]}: {check_path(paths[i])}", file=sys.stderr)
         return 1
     trained = [] if args.model else trained_readers(args.results_dir)
     model_path = Path(args.model) if args.model else find_model(args.results_dir, trained)
@@ -83,19 +101,26 @@ def main(argv=None) -> int:
     # interrupted run keeps those already printed
     failed = done = 0
     elapsed, t0 = 0.0, time.perf_counter()
-    for readings in iter_readings(photo_reader, paths, args.batch_size):
+    for readings in iter_readings(photo_reader, [paths[i] for i in indices], args.batch_size):
         elapsed += time.perf_counter() - t0  # reading only, not printing or drawing
+        lines = []
         for r in readings:
-            i, done = done, done + 1
-            if r.error:
+            i, done = indices[done], done + 1
+            if r.error:  # not written to --out: read again next time
                 failed += 1
                 print(f"error: {r.path}: {r.error}", file=sys.stderr)
                 continue
             box = ",".join(map(str, r.answer_box())) if r.answer_box() else "-"
-            print(f"{r.path}\t{r.answer()}\t{r.confidence:.3f}\t{box}")
+            lines.append(f"{r.path}\t{r.answer()}\t{r.confidence:.3f}\t{box}\n")
             if args.show:
                 draw_reading(paths[i], r, Path(args.show), i)
+        sys.stdout.write("".join(lines))
         sys.stdout.flush()
+        if out is not None and lines:
+            with open(out, "a", encoding="utf-8") as f:
+                f.write("".join(lines))
+                f.flush()
+                os.fsync(f.fileno())
         t0 = time.perf_counter()
     n_ok = done - failed
     print(f"read {n_ok} of {done} image(s) in {elapsed:.2f} s"

@@ -323,6 +323,27 @@ def _images_under(folder: Path, skipped: set[Path]) -> tuple[list[Path], dict[st
     return found, others
 
 
+def answered_paths(out: Path) -> set[str]:
+    """The photos already answered in a readings file (`predict_real_images.py --out`): the first column of
+    its path<TAB>number<TAB>confidence<TAB>box lines. A last line cut short by an interruption is removed
+    from the file, so that the photo is read again and the next line starts on a line of its own."""
+    if out.is_dir():
+        raise HousenumError(f"{out} is a folder: --out takes a file to write the readings to")
+    if not out.exists():
+        return set()
+    data = out.read_bytes()
+    if data and not data.endswith(b"\n"):
+        data = data[:data.rfind(b"\n") + 1]
+        with open(out, "r+b") as f:
+            f.truncate(len(data))
+    lines = data.decode("utf-8", "replace").splitlines()
+    done = {line.split("\t", 1)[0] for line in lines if line.count("\t") == 3}
+    if lines and not done:
+        raise HousenumError(f"{out} holds no readings (path<TAB>number<TAB>confidence<TAB>box lines): pass "
+                            f"another file as --out, so that this one is not written to")
+    return done
+
+
 def check_path(path: Path) -> str | None:
     """Why `path` cannot be a photo (no such file, empty file), or None: cheap, before a model loads."""
     if not path.exists():

@@ -196,6 +196,35 @@ def test_photos_are_read_a_batch_at_a_time_in_order_with_errors_in_place(tmp_pat
     assert [r.text for r in read_photos(Widths(), paths, batch=2)] == [r.text for r in flat]
 
 
+def test_an_interrupted_run_with_out_continues_where_it_stopped(tmp_path, results):
+    """A folder read with --out, stopped part way (the last line cut short): the same command again reads
+    only the photos without an answer, and the file ends with one whole line per photo, in order."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(4):
+        Image.new("L", (60 + 10 * i, 40), 40 * i).save(photos / f"{i}.png")
+    out = tmp_path / "readings.tsv"
+    command = [sys.executable, str(REPO / "predict_real_images.py"), str(photos), "--model", str(results / "seed"),
+               "--no-finder", "--out", str(out), "--batch-size", "2"]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    whole = out.read_text().splitlines()
+    assert whole == first.stdout.splitlines() and [line.split("\t")[0] for line in whole] == [
+        str(photos / f"{i}.png") for i in range(4)]
+    out.write_text("\n".join(whole[:2]) + "\n" + whole[2][:7])  # stopped while writing the third line
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert "2 of 4 photo(s) already answered" in again.stderr and again.stdout.splitlines() == whole[2:]
+    assert out.read_text().splitlines() == whole
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout == "" and "4 of 4" in done.stderr
+    # a file that is not a readings file is not written to
+    notes = tmp_path / "notes.txt"
+    notes.write_text("shopping list\n")
+    wrong = subprocess.run(command[:-4] + ["--out", str(notes)], capture_output=True, text=True, timeout=300)
+    assert wrong.returncode == 1 and "holds no readings" in wrong.stderr and notes.read_text() == "shopping list\n"
+
+
 def test_show_draws_on_a_copy_of_bounded_size(tmp_path):
     big = tmp_path / "big.jpg"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (3000, 4000, 3), dtype=np.uint8)).save(big)
