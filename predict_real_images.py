@@ -72,8 +72,8 @@ def main(argv=None) -> int:
     indices = list(range(len(paths)))  # each photo's place among all given (names --show's drawings)
     out = Path(args.out) if args.out else None
     if out is not None:
-        done = answered_paths(out)
-        indices = [i for i in indices if str(paths[i]) not in done]
+        done = {os.path.abspath(p) for p in answered_paths(out)}  # "DCIM/a.jpg" and "./DCIM/a.jpg" alike
+        indices = [i for i in indices if os.path.abspath(paths[i]) not in done]
         if len(indices) < len(paths):
             print(f"note: {len(paths) - len(indices)} of {len(paths)} photo(s) already answered in {out}: skipped",
                   file=sys.stderr)
