@@ -330,6 +330,8 @@ def answered_paths(out: Path) -> set[str]:
     if out.is_dir():
         raise HousenumError(f"{out} is a folder: --out takes a file to write the readings to")
     if not out.exists():
+        if not out.absolute().parent.is_dir():  # said now, not after the first batch is read
+            raise HousenumError(f"{out.parent} is not a folder: make it, or pass another --out")
         return set()
     data = out.read_bytes()
     if data and not data.endswith(b"\n"):

@@ -18,7 +18,7 @@ pytest.importorskip("tensorflow")
 from housenum.config import ModelConfig, RunConfig  # noqa: E402
 from housenum.errors import HousenumError  # noqa: E402
 from housenum.model import build_model  # noqa: E402
-from housenum.predict import Reader, collect_paths, draw_reading, find_model, Reading  # noqa: E402
+from housenum.predict import Reader, answered_paths, collect_paths, draw_reading, find_model, Reading  # noqa: E402
 from housenum.sweep import letters_config  # noqa: E402
 from housenum.train import export_model  # noqa: E402
 
@@ -225,6 +225,10 @@ def test_an_interrupted_run_with_out_continues_where_it_stopped(tmp_path, result
     notes.write_text("shopping list\n")
     wrong = subprocess.run(command[:-4] + ["--out", str(notes)], capture_output=True, text=True, timeout=300)
     assert wrong.returncode == 1 and "holds no readings" in wrong.stderr and notes.read_text() == "shopping list\n"
+    with pytest.raises(HousenumError, match="is not a folder: make it"):
+        answered_paths(tmp_path / "no-such-folder" / "readings.tsv")
+    with pytest.raises(HousenumError, match="is a folder"):
+        answered_paths(tmp_path)
 
 
 def test_show_draws_on_a_copy_of_bounded_size(tmp_path):
