@@ -852,6 +852,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="share of scenes that are the SVHN photo as it is")
     p.add_argument("--number-region-prob", type=float, default=sd.number_region_prob,
                    help="chance a scene pastes only the number and a little around it, not the whole photo")
+    p.add_argument("--neighbour-prob", type=float, default=sd.neighbour_prob,
+                   help="chance a letters-only sign is drawn right beside the pasted number")
     p.add_argument("--add-tiles", action="store_true",
                    help="do not train: give the finder in --out the second look at tiles (choose its tile "
                         "threshold on validation scenes of --data-dir, the data it was trained on)")
@@ -864,7 +866,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                        learning_rate=args.learning_rate, train_scenes=args.train_scenes,
                        valid_scenes=args.valid_scenes, test_scenes=args.test_scenes, eval_every=args.eval_every,
                        seed=args.seed)
-    scene_cfg = SceneConfig(original_share=args.original_share, number_region_prob=args.number_region_prob)
+    scene_cfg = SceneConfig(original_share=args.original_share, number_region_prob=args.number_region_prob,
+                            neighbour_prob=args.neighbour_prob)
     meta = train_finder(args.data_dir, args.out, cfg, scene_cfg, workers=args.workers)
     used = meta["test"]["used"]
     m = meta["test"][used]

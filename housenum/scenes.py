@@ -54,10 +54,13 @@ class SceneConfig:
     max_cut: float = 0.15  # most of a number that may lie outside the scene
     feather_prob: float = 0.5  # soften the pasted photo's edges, so a sharp rectangle is no cue
     max_distractors: int = 5  # letters-only signs, shapes, lines, texture patches (0..max in each scene)
+    # a letters-only sign right beside the pasted number, a small gap away: the clutter found boxes take in
+    # (README, "Where whole photos lose"); 0 keeps the scenes of earlier finders byte for byte
+    neighbour_prob: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("negative_share", "original_share", "framed_share", "number_region_prob", "edge_cut_prob",
-                     "feather_prob"):
+                     "feather_prob", "neighbour_prob"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise DataError(f"SceneConfig.{name}: expected a share 0..1, got {v}")
@@ -279,7 +282,22 @@ def _pasted(rng: np.random.Generator, config: SceneConfig, photo: Image.Image,
     scene.paste(patch, (x, y), mask)
     if number_box is None:
         return _degrade(rng, scene), None
+    if config.neighbour_prob > 0 and rng.random() < config.neighbour_prob:  # no draw at 0: same scenes as before
+        _neighbour(rng, scene, number_box)
     return _degrade(rng, scene), number_box
+
+
+def _neighbour(rng: np.random.Generator, img: Image.Image, number_box: Box) -> None:
+    """A letters-only sign beside the number, left or right, a gap of 0.1-0.6 of its height away, about as
+    tall as it: the box must stop at the number's own edge."""
+    l, t, r, b = number_box
+    h = b - t
+    bh = max(4, int(h * rng.uniform(0.6, 1.4)))
+    bw = max(4, int(bh * rng.uniform(1.0, 3.0)))
+    gap = max(1, int(h * rng.uniform(0.1, 0.6)))
+    y0 = int((t + b) / 2 - bh / 2 + rng.uniform(-0.2, 0.2) * h)
+    x0 = r + gap if rng.random() < 0.5 else l - gap - bw
+    _sign(rng, ImageDraw.Draw(img), (x0, y0, x0 + bw, y0 + bh))
 
 
 def _clip_box(box: Sequence[float], size: tuple[int, int]) -> Box | None:
@@ -325,19 +343,7 @@ def _distractors(rng: np.random.Generator, img: Image.Image, keep_clear: Box | N
             continue
         ink = int(rng.integers(0, 256))
         if kind == "sign":
-            plate = int(rng.integers(0, 256))
-            draw.rectangle(rect, fill=plate)
-            word = SIGN_WORDS[int(rng.integers(len(SIGN_WORDS)))]
-            face = pick_face(rng, DEFAULT_FONTS)
-            size = max(6, int(bh * rng.uniform(0.35, 0.7)))
-            font = _font(face, size)
-            tb = font.getbbox(word)
-            if tb[2] - tb[0] > bw * 0.95:  # shrink the word to its plate
-                font = _font(face, max(6, int(size * bw * 0.95 / max(1, tb[2] - tb[0]))))
-                tb = font.getbbox(word)
-            ink = (plate + int(rng.integers(70, 186))) % 256
-            draw.text((x0 + (bw - (tb[2] - tb[0])) / 2 - tb[0], y0 + (bh - (tb[3] - tb[1])) / 2 - tb[1]), word,
-                      font=font, fill=ink)
+            _sign(rng, draw, rect)
         elif kind == "shape":
             if rng.random() < 0.5:
                 draw.ellipse(rect, fill=ink if rng.random() < 0.5 else None, outline=ink,
@@ -353,6 +359,27 @@ def _distractors(rng: np.random.Generator, img: Image.Image, keep_clear: Box | N
         else:
             patch = _to_image(_background(rng, (bw, bh)))
             img.paste(patch, (x0, y0))
+
+
+def _sign(rng: np.random.Generator, draw: ImageDraw.ImageDraw, rect: tuple[int, int, int, int]) -> None:
+    """A plate with a word on it (letters only: a street name, a shop's), filling rect."""
+    from housenum.synthetic import DEFAULT_FONTS, _font, pick_face
+
+    x0, y0, x1, y1 = rect
+    bw, bh = x1 - x0, y1 - y0
+    plate = int(rng.integers(0, 256))
+    draw.rectangle(rect, fill=plate)
+    word = SIGN_WORDS[int(rng.integers(len(SIGN_WORDS)))]
+    face = pick_face(rng, DEFAULT_FONTS)
+    size = max(6, int(bh * rng.uniform(0.35, 0.7)))
+    font = _font(face, size)
+    tb = font.getbbox(word)
+    if tb[2] - tb[0] > bw * 0.95:  # shrink the word to its plate
+        font = _font(face, max(6, int(size * bw * 0.95 / max(1, tb[2] - tb[0]))))
+        tb = font.getbbox(word)
+    ink = (plate + int(rng.integers(70, 186))) % 256
+    draw.text((x0 + (bw - (tb[2] - tb[0])) / 2 - tb[0], y0 + (bh - (tb[3] - tb[1])) / 2 - tb[1]), word,
+              font=font, fill=ink)
 
 
 def _overlaps(a: Sequence[float], b: Sequence[float]) -> bool:

@@ -91,6 +91,26 @@ def test_framed_scenes_are_the_number_filling_the_frame(svhn_dir):
         SceneConfig(negative_share=0.5, original_share=0.3, framed_share=0.3)
 
 
+def test_a_neighbour_sign_stands_beside_the_number_never_over_it():
+    from housenum.scenes import _neighbour
+
+    for seed in range(20):
+        img = Image.new("L", (400, 300), 128)
+        box = (150, 120, 230, 170)  # 50 px tall
+        _neighbour(np.random.default_rng(seed), img, box)
+        changed = np.argwhere(np.asarray(img) != 128)  # (y, x) of the sign
+        assert len(changed), seed
+        ys, xs = changed[:, 0], changed[:, 1]
+        assert not ((xs >= box[0]) & (xs < box[2])).any(), seed  # beside it, not over it
+        left, right = (xs < box[0]).all(), (xs >= box[2]).all()
+        assert left != right, seed  # on one side
+        gap = box[0] - 1 - xs.max() if left else xs.min() - box[2]
+        assert 4 <= gap <= 0.6 * 50 + 1, (seed, gap)  # 0.1-0.6 of the number's height away
+        assert ys.min() >= 120 - 25 - 10 and ys.max() <= 170 + 25 + 10, seed  # about level with it
+    with pytest.raises(DataError, match="neighbour_prob"):
+        SceneConfig(neighbour_prob=1.5)
+
+
 def test_negative_scenes_have_no_box(svhn_dir):
     sources = load_sources([svhn_dir / "svhn" / "test"])
     cfg = dataclasses.replace(SMALL, negative_share=1.0, original_share=0.0, framed_share=0.0)
@@ -330,13 +350,14 @@ def test_the_command_takes_the_scene_mix_and_records_it(svhn_dir, tmp_path):
     out = tmp_path / "mix"
     assert main(["--data-dir", str(svhn_dir), "--out", str(out), "--steps", "2", "--train-scenes", "16",
                  "--valid-scenes", "8", "--test-scenes", "8", "--eval-every", "2", "--workers", "1",
-                 "--batch-size", "8", "--original-share", "0.3", "--number-region-prob", "0.25"]) == 0
+                 "--batch-size", "8", "--original-share", "0.3", "--number-region-prob", "0.25",
+                 "--neighbour-prob", "0.2"]) == 0
     meta = json.loads((out / "finder.json").read_text())
     # folders made by the generator without step 1's extraction record: of unknown origin, so not real SVHN
     # (predict_real_images.py then prefers the shipped finder to this one)
     assert meta["data"]["trained_on"].startswith("SVHN of mixed or unknown origin (train: unknown")
     scene = meta["scene_config"]
-    assert scene["original_share"] == 0.3 and scene["number_region_prob"] == 0.25
+    assert scene["original_share"] == 0.3 and scene["number_region_prob"] == 0.25 and scene["neighbour_prob"] == 0.2
     assert scene["negative_share"] == SceneConfig().negative_share  # the rest as the scene config says
     # a mix that cannot be (shares over 1) is refused before any scene is made
     with pytest.raises(DataError, match="must be <= 1"):
