@@ -72,8 +72,8 @@ def main(argv=None) -> int:
     indices = list(range(len(paths)))  # each photo's place among all given (names --show's drawings)
     out = Path(args.out) if args.out else None
     if out is not None:
-        done = {os.path.abspath(p) for p in answered_paths(out)}  # "DCIM/a.jpg" and "./DCIM/a.jpg" alike
-        indices = [i for i in indices if os.path.abspath(paths[i]) not in done]
+        answered = {os.path.abspath(p) for p in answered_paths(out)}  # "DCIM/a.jpg" and "./DCIM/a.jpg" alike
+        indices = [i for i in indices if os.path.abspath(paths[i]) not in answered]
         if len(indices) < len(paths):
             print(f"note: {len(paths) - len(indices)} of {len(paths)} photo(s) already answered in {out}: skipped",
                   file=sys.stderr)
@@ -99,13 +99,14 @@ def main(argv=None) -> int:
     photo_reader.warm_up()
     # answers are printed a batch at a time: a folder of thousands shows them as they come, and an
     # interrupted run keeps those already printed
-    failed = done = 0
+    failed = done = 0  # photos read, of them failed
     elapsed, t0 = 0.0, time.perf_counter()
     for readings in iter_readings(photo_reader, [paths[i] for i in indices], args.batch_size):
         elapsed += time.perf_counter() - t0  # reading only, not printing or drawing
         lines = []
         for r in readings:
-            i, done = indices[done], done + 1
+            i = indices[done]
+            done += 1
             if r.error:  # not written to --out: read again next time
                 failed += 1
                 print(f"error: {r.path}: {r.error}", file=sys.stderr)

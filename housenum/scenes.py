@@ -315,8 +315,6 @@ def _clip_box(box: Sequence[float], size: tuple[int, int]) -> Box | None:
 def _distractors(rng: np.random.Generator, img: Image.Image, keep_clear: Box | None, count: int,
                  allow_patch: bool) -> None:
     """Draw `count` things that are not house numbers, never over `keep_clear` (the number's box, grown)."""
-    from housenum.synthetic import DEFAULT_FONTS, _font, pick_face
-
     w, h = img.size
     draw = ImageDraw.Draw(img)
     clear = None
