@@ -107,9 +107,8 @@ def trained_readers(results_dir: Path | str = "results") -> list[tuple[Path, dic
     from housenum.sweep import RUNS_FOLDER
 
     results_dir = Path(results_dir)
-    found = sorted(results_dir.glob("**/model.keras"), key=lambda p: p.stat().st_mtime) if results_dir.is_dir() else []
     out = []
-    for path in reversed(found):
+    for path in _newest_first(results_dir, "model.keras"):
         if RUNS_FOLDER in path.relative_to(results_dir).parts[:-2]:
             continue
         try:
@@ -117,6 +116,14 @@ def trained_readers(results_dir: Path | str = "results") -> list[tuple[Path, dic
         except HousenumError:
             continue
     return out
+
+
+def _newest_first(results_dir: Path | str, name: str) -> list[Path]:
+    """Files called `name` under results_dir (any depth), the most recently written first."""
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        return []
+    return sorted(results_dir.glob(f"**/{name}"), key=lambda p: p.stat().st_mtime)[::-1]
 
 
 def trained_on_real_svhn(meta: dict) -> bool:
@@ -190,10 +197,8 @@ def find_finder(results_dir: Path | str = "results", trained: list[tuple[Path, d
 def trained_finders(results_dir: Path | str = "results") -> list[tuple[Path, dict]]:
     """Finder folders under results_dir (any depth), newest first, with their finder.json (unreadable ones
     left out)."""
-    results_dir = Path(results_dir)
-    found = sorted(results_dir.glob("**/finder.json"), key=lambda p: p.stat().st_mtime) if results_dir.is_dir() else []
     out = []
-    for path in reversed(found):
+    for path in _newest_first(results_dir, "finder.json"):
         try:
             meta = json.loads(path.read_text())
         except (OSError, ValueError):
