@@ -88,17 +88,25 @@ def find_model(results_dir: Path | str = "results", trained: list[tuple[Path, di
     user's photos far worse than the shipped one; `--model` picks any. `trained`: `trained_readers(results_dir)`
     where the caller has it already."""
     trained = trained_readers(results_dir) if trained is None else trained
-    real = [path for path, meta in trained if trained_on_real_svhn(meta)]
-    if real:
-        return real[0]
-    if (SHIPPED / "reader" / "model.keras").is_file():
-        return SHIPPED / "reader" / "model.keras"
-    if trained:
-        return trained[0][0]
+    shipped = SHIPPED / "reader" / "model.keras"
+    chosen = _preferred(trained, trained_on_real_svhn, shipped if shipped.is_file() else None)
+    if chosen is not None:
+        return chosen
     raise HousenumError(
         f"no trained house-number model in {results_dir}/: train one with `python train_and_test_svhn_data.py` "
         f"(or pass --model PATH)"
     )
+
+
+def _preferred(trained: list[tuple[Path, dict]], on_real_svhn, shipped: Path | None) -> Path | None:
+    """The rule readers and finders are chosen by: the newest of `trained` (newest first) whose json says it
+    was trained on real SVHN, else the `shipped` one (None: none ships), else the newest of `trained`."""
+    real = [path for path, meta in trained if on_real_svhn(meta)]
+    if real:
+        return real[0]
+    if shipped is not None:
+        return shipped
+    return trained[0][0] if trained else None
 
 
 def trained_readers(results_dir: Path | str = "results") -> list[tuple[Path, dict]]:
@@ -185,13 +193,8 @@ def find_finder(results_dir: Path | str = "results", trained: list[tuple[Path, d
     one (3,000 steps on 16,000 scenes) that finds numbers worse than the shipped one (10,000 on 100,000).
     `trained`: `trained_finders(results_dir)` where the caller has it already."""
     trained = trained_finders(results_dir) if trained is None else trained
-    real = [path for path, meta in trained if finder_on_real_svhn(meta)]
-    if real:
-        return real[0]
     shipped = SHIPPED / "finder"
-    if (shipped / "finder.json").is_file():
-        return shipped
-    return trained[0][0] if trained else None
+    return _preferred(trained, finder_on_real_svhn, shipped if (shipped / "finder.json").is_file() else None)
 
 
 def trained_finders(results_dir: Path | str = "results") -> list[tuple[Path, dict]]:
@@ -398,11 +401,12 @@ def iter_readings(photo_reader: PhotoReader, paths: Iterable[Path], batch: int =
     come, and an interrupted run keeps those already given."""
     paths = list(paths)
     for start in range(0, len(paths), batch):
-        readings = [Reading(str(p)) for p in paths[start:start + batch]]
+        part = paths[start:start + batch]
+        readings = [Reading(str(p)) for p in part]
         ok, photos, scales = [], [], []
-        for i, reading in enumerate(readings):
+        for i, (path, reading) in enumerate(zip(part, readings)):
             try:
-                im, scale = load_photo(Path(reading.path))
+                im, scale = load_photo(path)
             except HousenumError as exc:
                 reading.error = str(exc)
                 continue
