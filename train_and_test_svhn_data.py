@@ -76,6 +76,10 @@ def build_parser(base: RunConfig) -> argparse.ArgumentParser:
                    help="training-only random shift, fraction of the side (0: off)")
     g.add_argument("--augment-zoom", type=float, default=m.augment_zoom,
                    help="training-only random zoom in or out, fraction of the side (0: off)")
+    g.add_argument("--augment-rotate", type=float, default=m.augment_rotate,
+                   help="training-only random rotation, up to this many degrees either way (0: off)")
+    g.add_argument("--augment-lighting", type=float, default=m.augment_lighting,
+                   help="training-only random uneven light, gamma and shadow of this strength, 0 to 1 (0: off)")
     g = p.add_argument_group("training")
     cli.add_schedule_flags(g, t, t.steps)
     g.add_argument("--staircase", action=argparse.BooleanOptionalAction, default=t.staircase,
@@ -90,8 +94,8 @@ def build_parser(base: RunConfig) -> argparse.ArgumentParser:
                         "unmeasured, so presets other than gpu keep float32")
     g.add_argument("--xla", action=argparse.BooleanOptionalAction, default=t.jit_compile,
                    help="XLA-compile the training step (for GPUs: fused kernels; on our CPU it trained the seed "
-                        "network at 0.4x the speed, so only --preset gpu turns it on); not with --augment or "
-                        "--augment-zoom, whose layers XLA cannot compile")
+                        "network at 0.4x the speed, so only --preset gpu turns it on); not with --augment, "
+                        "--augment-zoom or --augment-rotate, whose layers XLA cannot compile")
     g.add_argument("--strategy", choices=("default", "mirrored", "multiworker"), default="default",
                    help="tf.distribute strategy: one device, several GPUs, or several machines via TF_CONFIG")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -106,7 +110,7 @@ def config_from_args(args, data_config: DataConfig) -> RunConfig:
         max_digits=data_config.max_digits, conv_depths=args.conv_depths, patch=args.patch,
         lrn_alpha=args.lrn_alpha, lrn_beta=args.lrn_beta, fc_units=args.fc_units, keep_prob=args.keep_prob,
         batch_norm=args.batch_norm, convs_per_block=args.convs_per_block, augment=args.augment,
-        augment_zoom=args.augment_zoom,
+        augment_zoom=args.augment_zoom, augment_rotate=args.augment_rotate, augment_lighting=args.augment_lighting,
     )
     train = dataclasses.replace(cli.schedule_from_args(args, base.train), staircase=args.staircase,
                                 optimizer=args.optimizer, checkpoint_every=args.checkpoint_every,

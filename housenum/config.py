@@ -63,6 +63,13 @@ class ModelConfig:
     # training-only random zoom in or out by up to this fraction (0: off): with the shift, a number framed
     # loosely or tightly (by a user, or by the finder's box) reads as well as a training crop
     augment_zoom: float = 0.0
+    # training-only random rotation by up to this many degrees either way (0: off): the generator tilts its
+    # numbers when it draws them, this tilts every training crop anew each time it is read
+    augment_rotate: float = 0.0
+    # training-only random lighting of this strength (0: off; at most 1): an uneven light across the crop and
+    # a random gamma, then the crop standardised again (housenum.model.RandomLighting). Per-image
+    # standardisation removes a photo's overall brightness and contrast, not light that varies across it
+    augment_lighting: float = 0.0
     # training: a random crop x crop window of each input; inference: the centre one (0: off). Goodfellow
     # et al. crop 54x54 out of 64x64; inside the model, so data and prediction share one input size
     crop: int = 0
@@ -99,6 +106,9 @@ class ModelConfig:
                 f"convs_per_block must be >= 1 and augment, augment_zoom in [0, 0.5); got {self.convs_per_block}, "
                 f"{self.augment}, {self.augment_zoom}"
             )
+        if not 0.0 <= self.augment_rotate <= 45.0 or not 0.0 <= self.augment_lighting <= 1.0:
+            raise HousenumError(f"augment_rotate must be in [0, 45] degrees and augment_lighting in [0, 1]; got "
+                                f"{self.augment_rotate}, {self.augment_lighting}")
         if any(d <= 0 for d in self.conv_depths + self.fc_units):
             raise HousenumError(f"layer sizes must be positive, got conv {self.conv_depths} fc {self.fc_units}")
 

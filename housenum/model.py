@@ -125,6 +125,55 @@ class RandomCentreCrop(keras.layers.Layer):
         return {**super().get_config(), "size": self.size, "seed": self.seed}
 
 
+@keras.saving.register_keras_serializable(package="housenum")
+class RandomLighting(keras.layers.Layer):
+    """Training only: light each standardised crop anew, then standardise it again, as `housenum.photo`
+    standardises a photo's crop. Per-image standardisation removes a photo's overall brightness and
+    contrast, not light that changes across the number, which real photos have and a drawn one lacks.
+
+    Per image, on the crop rescaled to [0, 1]: a random gamma (2 ** u, u uniform in +-strength), a smooth
+    light falling across the crop in a random direction (brightness ratio up to e ** (2.8 strength) from
+    corner to corner), and a hard shadow on one side of a random line (darkened by up to
+    0.6 strength). At inference the input passes through unchanged. The seed generator's state is a model
+    variable, so a resumed run draws the same light."""
+
+    def __init__(self, strength: float, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.strength, self.seed = strength, seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, x, training=False):
+        if not training or not self.strength:
+            return x
+        s = self.strength
+        n, h, w = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2]
+
+        def draw(lo, hi):
+            return keras.random.uniform((n, 1, 1, 1), lo, hi, seed=self.seed_generator, dtype=x.dtype)
+
+        lo = tf.reduce_min(x, axis=(1, 2, 3), keepdims=True)
+        hi = tf.reduce_max(x, axis=(1, 2, 3), keepdims=True)
+        u = (x - lo) / tf.maximum(hi - lo, 1e-6)
+        u = tf.pow(u, tf.pow(tf.constant(2.0, x.dtype), draw(-s, s)))
+        ys = tf.cast(tf.linspace(-1.0, 1.0, h), x.dtype)[None, :, None, None]
+        xs = tf.cast(tf.linspace(-1.0, 1.0, w), x.dtype)[None, None, :, None]
+        angle = draw(0.0, 6.283185307179586)
+        along = tf.cos(angle) * xs + tf.sin(angle) * ys  # -1.41..1.41 across the crop
+        u = u * tf.exp(s * draw(0.0, 1.0) * along)
+        edge = angle + draw(0.5, 2.6)  # the shadow's edge crosses the light's direction at a random angle
+        cut = tf.cos(edge) * xs + tf.sin(edge) * ys - draw(-0.8, 0.8)
+        u = u * (1.0 - 0.6 * s * draw(0.0, 1.0) * tf.cast(cut > 0, x.dtype))
+        mean, var = tf.nn.moments(u, axes=(1, 2, 3), keepdims=True)
+        std = tf.sqrt(var)
+        return (u - mean) / tf.where(std > 1e-6, std, tf.ones_like(std))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "strength": self.strength, "seed": self.seed}
+
+
 def conv_unit(x, depth: int, cfg: ModelConfig, suffix: str, init):
     """conv -> (batch norm ->) ReLU, named conv<suffix> / bn<suffix> / relu<suffix>."""
     x = keras.layers.Conv2D(
@@ -148,6 +197,10 @@ def input_layers(cfg: ModelConfig):
     if cfg.augment_zoom:
         # one factor for both axes: the number keeps its aspect ratio, only its framing changes
         x = keras.layers.RandomZoom((-cfg.augment_zoom, cfg.augment_zoom), fill_mode="nearest", name="zoom")(x)
+    if cfg.augment_rotate:
+        x = keras.layers.RandomRotation(cfg.augment_rotate / 360.0, fill_mode="nearest", name="rotate")(x)
+    if cfg.augment_lighting:
+        x = RandomLighting(cfg.augment_lighting, name="lighting")(x)
     if cfg.crop:
         x = RandomCentreCrop(cfg.crop, name="crop")(x)
     return inputs, x

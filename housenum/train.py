@@ -547,12 +547,13 @@ def _dict_diff(a: dict, b: dict, prefix: str = "") -> str:
 
 def _check_xla(model: keras.Model) -> None:
     """A one-line error before training where a layer cannot run under XLA (Keras marks them: the
-    random shift and zoom, whose image transform has no XLA kernel, and a GRU that takes cuDNN's path
-    on a GPU)."""
+    random shift, zoom and rotation, whose image transform has no XLA kernel, and a GRU that takes
+    cuDNN's path on a GPU)."""
     layers = [layer.name for layer in model._flatten_layers(include_self=False) if not layer.supports_jit]
     if layers:
         raise TrainingError(f"XLA cannot compile layer(s) {', '.join(layers)} of this network; train without "
-                            f"--xla (jit_compile), or turn them off (--augment 0 --augment-zoom 0 for shift, zoom)")
+                            f"--xla (jit_compile), or turn them off (--augment 0 --augment-zoom 0 --augment-rotate 0 for "
+                            f"shift, zoom, rotation)")
 
 
 def _speed(t) -> str:

@@ -21,7 +21,7 @@ from housenum.dataset import Data, load_svhn  # noqa: E402
 from housenum.errors import HousenumError  # noqa: E402
 from housenum.inference import evaluate, predict_logits, read_numbers  # noqa: E402
 from housenum.metrics import labels_to_text, reading_metrics  # noqa: E402
-from housenum.model import RandomCentreCrop, build_model, count_params  # noqa: E402
+from housenum.model import RandomCentreCrop, RandomLighting, build_model, count_params  # noqa: E402
 from housenum.photo import image_to_input, standardize, union_box  # noqa: E402
 from housenum.predict import Reader  # noqa: E402
 from housenum.preprocess import preprocess_svhn  # noqa: E402
@@ -45,6 +45,9 @@ def test_presets_select_their_architecture_and_validate():
         ModelConfig(arch="resnet").validate()
     with pytest.raises(HousenumError, match="crop must be"):
         ModelConfig(crop=40).validate()
+    for bad in ({"augment_rotate": 60.0}, {"augment_lighting": 1.5}, {"augment_lighting": -0.1}):
+        with pytest.raises(HousenumError, match="augment_rotate must be"):
+            ModelConfig(**bad).validate()
 
 
 def test_goodfellow_is_built_as_published():
@@ -103,6 +106,27 @@ def test_the_crop_is_random_per_image_in_training_and_central_at_inference():
     img = x.numpy()[0, :, :, 0]
     windows = {img[r:r + 4, c:c + 4].tobytes() for r in range(5) for c in range(5)}
     assert all(t[:, :, 0].tobytes() in windows for t in train)
+
+
+def test_lighting_changes_each_training_crop_and_leaves_inference_alone():
+    rng = np.random.default_rng(0)
+    one = standardize(rng.normal(size=(16, 16)).cumsum(axis=1))[None, :, :, None].astype(np.float32)
+    x = tf.constant(np.concatenate([one] * 16))  # sixteen copies of one standardised crop
+    light = RandomLighting(0.5, seed=1)
+    np.testing.assert_array_equal(light(x, training=False).numpy(), x.numpy())
+    lit = light(x, training=True).numpy()
+    assert lit.shape == x.shape and np.isfinite(lit).all()
+    # each crop drew its own light and is standardised again, as housenum.photo standardises a photo's crop
+    assert len({t.tobytes() for t in lit}) == 16
+    np.testing.assert_allclose(lit.mean(axis=(1, 2, 3)), 0, atol=1e-5)
+    np.testing.assert_allclose(lit.std(axis=(1, 2, 3)), 1, atol=1e-4)
+    assert np.abs(lit - x.numpy()).mean() > 0.05
+    # light changes brightness, not the picture: the crops stay close to the one they were lit from
+    corr = [np.corrcoef(t.ravel(), one.ravel())[0, 1] for t in lit]
+    assert min(corr) > 0.5, corr
+    # the same seed draws the same light; a flat crop stays finite (no division by a zero spread)
+    np.testing.assert_array_equal(RandomLighting(0.5, seed=1)(x, training=True).numpy(), lit)
+    assert np.isfinite(RandomLighting(0.5, seed=1)(tf.zeros((2, 8, 8, 1)), training=True).numpy()).all()
 
 
 # ------------------------------------------------------------------------------------------- CTC
@@ -181,6 +205,8 @@ def small_run(name: str, shape: tuple[int, int], steps: int = 10, **model):
     # the published layout at a quarter of the widths: the same code path, a tenth of the CPU time
     ("goodfellow", (64, 64), {"conv_depths": (12, 16, 32, 40, 48, 48, 48, 48), "fc_units": (256, 256)}),
     ("ctc", (32, 96), {}),
+    # every training-only augmentation at once: shift and zoom (the preset's), rotation and lighting
+    ("improved", (32, 32), {"augment_rotate": 10.0, "augment_lighting": 0.5}),
 ])
 def test_each_architecture_trains_exports_and_reads_through_one_path(tmp_path, name, shape, model):
     cfg, data = small_run(name, shape, **model)
