@@ -61,7 +61,8 @@ def build_parser(base: RunConfig) -> argparse.ArgumentParser:
     g.add_argument("--whole-photos", type=int, default=1000,
                    help="also score this many uncropped test photos through the finder (0: off)")
     g.add_argument("--finder", default=None,
-                   help="finder for --whole-photos (default: the newest under --results-dir, else the shipped one)")
+                   help="finder for --whole-photos (default: as predict_real_images.py chooses: the newest under "
+                        "--results-dir trained on real SVHN, else the shipped one, else the newest there)")
     g = p.add_argument_group("network")
     g.add_argument("--conv-depths", type=int_list, default=m.conv_depths, help="conv layer depths, e.g. 16,32,64")
     g.add_argument("--patch", type=int, default=m.patch, help="conv kernel size")
