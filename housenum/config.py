@@ -66,8 +66,8 @@ class ModelConfig:
     # training-only random rotation by up to this many degrees either way (0: off): the generator tilts its
     # numbers when it draws them, this tilts every training crop anew each time it is read
     augment_rotate: float = 0.0
-    # training-only random lighting of this strength (0: off; at most 1): an uneven light across the crop and
-    # a random gamma, then the crop standardised again (housenum.model.RandomLighting). Per-image
+    # training-only random lighting of this strength (0: off; at most 1): a random gamma, an uneven light across
+    # the crop and a hard-edged shadow, then the crop standardised again (housenum.model.RandomLighting). Per-image
     # standardisation removes a photo's overall brightness and contrast, not light that varies across it
     augment_lighting: float = 0.0
     # training: a random crop x crop window of each input; inference: the centre one (0: off). Goodfellow
