@@ -18,9 +18,11 @@ import contextlib
 from housenum import quiet_tf  # noqa: F401  (first: imports TensorFlow without its banner)
 
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from housenum.config import ModelConfig  # noqa: E402
+from housenum.errors import HousenumError  # noqa: E402
 
 
 def lrn_band(channels: int, depth_radius: int, dtype=tf.float32) -> tf.Tensor:
@@ -172,6 +174,46 @@ class RandomLighting(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "strength": self.strength, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="housenum")
+class Smooth(keras.layers.Layer):
+    """At inference as in training: blur each standardised crop with a fixed Gaussian of `sigma` pixels (edges
+    mirrored, as scipy.ndimage.gaussian_filter does), then standardise it again.
+
+    Why: a reader trained with random shift and zoom only ever sees crops resampled by bilinear interpolation,
+    which softens them; the crops it reads are not resampled, so they are sharper than anything it learned
+    from. A small blur in front closes that gap: the shipped four read 90.7 % of the validation crops as they
+    are and 91.3 % at sigma 0.6. `housenum.ensemble` chooses sigma on validation data. sigma 0 passes the
+    input through."""
+
+    def __init__(self, sigma: float, **kwargs):
+        super().__init__(**kwargs)
+        if not 0 <= sigma <= 3:
+            raise HousenumError(f"smoothing sigma must be in [0, 3] pixels, got {sigma}")
+        self.sigma = float(sigma)
+
+    def call(self, x):
+        if not self.sigma:
+            return x
+        r = max(1, int(4 * self.sigma + 0.5))  # scipy's radius: truncate at 4 sigma
+        taps = np.exp(-0.5 * (np.arange(-r, r + 1) / self.sigma) ** 2)
+        taps = (taps / taps.sum()).astype(np.float32)
+        channels = x.shape[-1]
+        across = tf.constant(np.tile(taps.reshape(1, -1, 1, 1), (1, 1, channels, 1)), x.dtype)
+        down = tf.constant(np.tile(taps.reshape(-1, 1, 1, 1), (1, 1, channels, 1)), x.dtype)
+        x = tf.pad(x, [[0, 0], [r, r], [r, r], [0, 0]], mode="SYMMETRIC")
+        x = tf.nn.depthwise_conv2d(x, across, [1, 1, 1, 1], "VALID")
+        x = tf.nn.depthwise_conv2d(x, down, [1, 1, 1, 1], "VALID")
+        mean, var = tf.nn.moments(x, axes=(1, 2, 3), keepdims=True)
+        std = tf.sqrt(var)
+        return (x - mean) / tf.where(std > 1e-6, std, tf.ones_like(std))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "sigma": self.sigma}
 
 
 def conv_unit(x, depth: int, cfg: ModelConfig, suffix: str, init):

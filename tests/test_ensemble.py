@@ -113,3 +113,50 @@ def test_the_data_is_read_without_its_train_rows(small_synthetic_svhn):
     for a, b in ((full.valid, some.valid), (full.test, some.test)):
         assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
     assert some.description == full.description and some.config == full.config
+
+
+def test_smooth_blurs_as_scipy_does_then_standardises():
+    from scipy.ndimage import gaussian_filter
+
+    from housenum.model import Smooth
+    from housenum.photo import standardize
+
+    x = np.random.default_rng(2).normal(size=(4, 32, 32, 1)).astype(np.float32)
+    got = Smooth(0.6)(x).numpy()
+    want = np.stack([standardize(gaussian_filter(a[:, :, 0], 0.6, mode="reflect"))[:, :, None] for a in x])
+    assert np.abs(got - want).max() < 1e-4
+    assert got.std(axis=(1, 2, 3)) == pytest.approx(1.0, abs=1e-4)
+    assert np.array_equal(Smooth(0.0)(x).numpy(), x)  # sigma 0 passes the input through
+    assert np.all(np.isfinite(Smooth(0.6)(np.zeros((1, 32, 32, 1), np.float32)).numpy()))  # a flat crop stays finite
+    with pytest.raises(HousenumError, match="sigma must be in"):
+        Smooth(-1)
+
+
+def test_smoothing_is_chosen_on_validation_and_travels_with_the_ensemble(members, small_synthetic_svhn, tmp_path):
+    h5 = small_synthetic_svhn["h5"]
+    from housenum.ensemble import SIGMAS
+
+    lines = []
+    result = build(members, h5, tmp_path / "auto", smooth="auto", log=lines.append)
+    meta = json.loads((tmp_path / "auto" / "model.json").read_text())["ensemble"]
+    tried = {float(k): v for k, v in meta["smooth_valid"].items()}
+    assert sorted(tried) == sorted(SIGMAS)
+    best = max(tried.values())
+    assert tried[meta["smooth"]] == best and meta["smooth"] == min(s for s, v in tried.items() if v == best)
+    assert result["valid"]["sequence_accuracy"] == pytest.approx(best)
+    assert any("smoothing sigma" in line for line in lines)
+
+    # a fixed sigma: the saved model blurs its input before the members read it
+    build(members, h5, tmp_path / "s", smooth=0.9, log=lambda *_: None)
+    reader = Reader(tmp_path / "s")
+    assert json.loads((tmp_path / "s" / "model.json").read_text())["ensemble"]["smooth"] == 0.9
+    x = np.random.default_rng(3).normal(size=(5, 32, 32, 1)).astype(np.float32)
+    from housenum.model import Smooth
+
+    plain = combine([Reader(p).model for p in members])
+    assert np.allclose(predict_logits(reader.model, x)["digits"], predict_logits(plain, Smooth(0.9)(x).numpy())["digits"],
+                       atol=1e-4)
+    assert not np.allclose(predict_logits(reader.model, x)["digits"], predict_logits(plain, x)["digits"], atol=1e-4)
+    with pytest.raises(HousenumError, match="--smooth: expected auto or a sigma"):
+        main([str(members[0]), str(members[1]), "--data", str(h5), "--out", str(tmp_path / "o"), "--smooth", "soft"])
+    assert not (tmp_path / "o").exists()
