@@ -127,6 +127,14 @@ class RandomCentreCrop(keras.layers.Layer):
         return {**super().get_config(), "size": self.size, "seed": self.seed}
 
 
+def standardize_each(x: tf.Tensor) -> tf.Tensor:
+    """Per-image standardisation in the graph, as `housenum.photo.standardize` does it to a crop: zero mean,
+    unit variance; a flat image becomes all zeros."""
+    mean, var = tf.nn.moments(x, axes=(1, 2, 3), keepdims=True)
+    std = tf.sqrt(var)
+    return (x - mean) / tf.where(std > 1e-6, std, tf.ones_like(std))
+
+
 @keras.saving.register_keras_serializable(package="housenum")
 class RandomLighting(keras.layers.Layer):
     """Training only: light each standardised crop anew, then standardise it again, as `housenum.photo`
@@ -165,9 +173,7 @@ class RandomLighting(keras.layers.Layer):
         edge = angle + draw(0.5, 2.6)  # the shadow's edge crosses the light's direction at a random angle
         cut = tf.cos(edge) * xs + tf.sin(edge) * ys - draw(-0.8, 0.8)
         u = u * (1.0 - 0.6 * s * draw(0.0, 1.0) * tf.cast(cut > 0, x.dtype))
-        mean, var = tf.nn.moments(u, axes=(1, 2, 3), keepdims=True)
-        std = tf.sqrt(var)
-        return (u - mean) / tf.where(std > 1e-6, std, tf.ones_like(std))
+        return standardize_each(u)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -204,10 +210,7 @@ class Smooth(keras.layers.Layer):
         down = tf.constant(np.tile(taps.reshape(-1, 1, 1, 1), (1, 1, channels, 1)), x.dtype)
         x = tf.pad(x, [[0, 0], [r, r], [r, r], [0, 0]], mode="SYMMETRIC")
         x = tf.nn.depthwise_conv2d(x, across, [1, 1, 1, 1], "VALID")
-        x = tf.nn.depthwise_conv2d(x, down, [1, 1, 1, 1], "VALID")
-        mean, var = tf.nn.moments(x, axes=(1, 2, 3), keepdims=True)
-        std = tf.sqrt(var)
-        return (x - mean) / tf.where(std > 1e-6, std, tf.ones_like(std))
+        return standardize_each(tf.nn.depthwise_conv2d(x, down, [1, 1, 1, 1], "VALID"))
 
     def compute_output_shape(self, input_shape):
         return input_shape
