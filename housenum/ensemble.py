@@ -2,7 +2,7 @@
 
 Readers trained the same way from different starts (seed, data framing, steps) make different mistakes on
 hard crops; averaging what they give each length and each digit reads more of them right than any one
-(the shipped four: 90.5 % of the 50,000 synthetic test crops against 87.96-88.20 % for each alone). The combination
+(four readers of one recipe: 90.5 % of the 50,000 synthetic test crops against 87.96-88.20 % for each alone). The combination
 is an ordinary Keras model: its outputs are the log of the members' mean softmax, so the decoding, the
 abstain threshold, the whole-photo evaluation and `predict_real_images.py` use it as any other reader.
 Its own abstain threshold is chosen anew on validation data (an average is less sure than its members).
@@ -10,9 +10,10 @@ Its own abstain threshold is chosen anew on validation data (an average is less 
     python -m housenum.ensemble results/a results/b results/c --data data/syn200k/svhn_32x32.h5 --out results/ensemble
 
 `--weights int8` stores the fully connected layers' weights as 8-bit integers (Keras's quantization): the
-shipped four readers in 6.6 MB instead of 20.9, reading as the float32 combination does (90.53 % of the 50,000
+four readers of one recipe in 6.6 MB instead of 20.9, reading as the float32 combination does (90.53 % of the 50,000
 synthetic test crops against 90.55 %). `--weights int4`: 4.5 MB, 90.56 %, but its crops read at half the speed
-(Keras unpacks the 4-bit weights on every call), so the shipped reader is int8.
+(Keras unpacks the 4-bit weights on every call); the shipped reader of five is int4, since in int8 (9.1 MB) it
+would not leave room for the finder within the 10 MB the project ships.
 
 `--smooth auto` puts a small Gaussian blur in front of the members (`housenum.model.Smooth`), its width chosen
 among SIGMAS on the validation split (0 when no blur reads more of it): readers trained with random shift and
