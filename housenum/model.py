@@ -189,8 +189,9 @@ class Smooth(keras.layers.Layer):
 
     Why: a reader trained with random shift and zoom only ever sees crops resampled by bilinear interpolation,
     which softens them; the crops it reads are not resampled, so they are sharper than anything it learned
-    from. A small blur in front closes that gap: the shipped four read 90.7 % of the validation crops as they
-    are and 91.3 % at sigma 0.6. `housenum.ensemble` chooses sigma on validation data. sigma 0 passes the
+    from. A small blur in front closes part of that gap on synthetic crops (four readers of the shipped recipe:
+    90.7 % of the validation crops as they are, 91.3 % at sigma 0.6) but not on whole or real photos, which are
+    soft already (README, Results). `housenum.ensemble` chooses sigma on validation data. sigma 0 passes the
     input through."""
 
     def __init__(self, sigma: float, **kwargs):
