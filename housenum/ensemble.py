@@ -96,7 +96,8 @@ def build(member_paths: Sequence[Path | str], data_path: Path | str, out_dir: Pa
             tried[sigma] = evaluate(combine(members_models, smooth=sigma), *data.valid)["sequence_accuracy"]
             log(f"smoothing sigma {sigma}: validation {tried[sigma]:.2%}")
         smooth = max(SIGMAS, key=lambda sigma: (tried[sigma], -sigma))  # ties: the least blur
-    model = combine(members_models, smooth=float(smooth))
+    smooth = float(smooth)
+    model = combine(members_models, smooth=smooth)
     if weights != "float32":
         quantize_dense(model, weights)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -105,11 +106,11 @@ def build(member_paths: Sequence[Path | str], data_path: Path | str, out_dir: Pa
     result = {"data": "; ".join(trained_on), "steps": None, "exported_step": None, "best_valid_step": None,
               "valid": evaluate(model, *data.valid), "test": evaluate(model, *data.test)}
     export_model(model, first, out_dir, result, extra={"ensemble": {
-        "members": members, "weights": weights, "scored_on": data.description, "smooth": float(smooth),
+        "members": members, "weights": weights, "scored_on": data.description, "smooth": smooth,
         "smooth_valid": {str(k): v for k, v in tried.items()} or None}})
     for m, r in zip(members, readers):
         log(f"member {r.path}: test {m['test']:.2%}" if m["test"] is not None else f"member {r.path}")
-    log(f"ensemble of {len(readers)}{f', smoothing sigma {float(smooth)}' if smooth else ''}: "
+    log(f"ensemble of {len(readers)}{f', smoothing sigma {smooth}' if smooth else ''}: "
         f"test {result['test']['sequence_accuracy']:.2%}, coverage at 98 % "
         f"{result['test']['coverage_at_98']:.1%}, abstain threshold {result['valid']['threshold_at_98']:.3f} "
         f"(validation); wrote {out_dir / 'model.keras'}")
@@ -124,14 +125,17 @@ def _member(reader) -> dict:
 
 
 def _smooth_arg(text: str) -> float | str:
+    """--smooth's value, checked before any reader or data is loaded: "auto" or a sigma Smooth accepts."""
+    from housenum.model import Smooth
+
     if text == "auto":
         return text
     try:
         sigma = float(text)
     except ValueError:
         sigma = -1.0
-    if not 0 <= sigma <= 3:
-        raise HousenumError(f"--smooth: expected auto or a sigma in [0, 3] pixels, got {text!r}")
+    if not 0 <= sigma <= Smooth.MAX_SIGMA:
+        raise HousenumError(f"--smooth: expected auto or a sigma in [0, {Smooth.MAX_SIGMA:g}] pixels, got {text!r}")
     return sigma
 
 

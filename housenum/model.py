@@ -194,10 +194,12 @@ class Smooth(keras.layers.Layer):
     soft already (README, Results). `housenum.ensemble` chooses sigma on validation data. sigma 0 passes the
     input through."""
 
+    MAX_SIGMA = 3.0  # pixels: beyond it a 32-pixel crop is blurred past reading
+
     def __init__(self, sigma: float, **kwargs):
         super().__init__(**kwargs)
-        if not 0 <= sigma <= 3:
-            raise HousenumError(f"smoothing sigma must be in [0, 3] pixels, got {sigma}")
+        if not 0 <= sigma <= self.MAX_SIGMA:
+            raise HousenumError(f"smoothing sigma must be in [0, {self.MAX_SIGMA:g}] pixels, got {sigma}")
         self.sigma = float(sigma)
 
     def call(self, x):
