@@ -18,15 +18,25 @@ would not leave room for the finder within the 10 MB the project ships.
 `--smooth auto` puts a small Gaussian blur in front of the members (`housenum.model.Smooth`), its width chosen
 among SIGMAS on the validation split (0 when no blur reads more of it): readers trained with random shift and
 zoom learned from resampled, softer crops than the ones they read. `--smooth S` fixes sigma at S pixels.
+
+An ensemble given as a reader adds its members, each as it is stored (with its record in model.json), so a
+shipped reader grows by a new member without its members' run folders:
+
+    python -m housenum.ensemble models/reader results/reader_deep_s6 --data ... --out results/six --weights int4
+
+`PATH:I,J` takes only members I and J (counting from 0, in model.json's order) of the ensemble at PATH.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Sequence
 
 from housenum.errors import HousenumError
+
+_PICK = re.compile(r"^(?P<path>.+):(?P<pick>\d+(?:,\d+)*)$")  # an ensemble's members, by number: models/reader:0,4
 
 HEADS = ("length", "digits")
 WEIGHTS = ("float32", "int8", "int4")
@@ -40,7 +50,7 @@ def combine(members: Sequence, name: str = "house_number_ensemble", smooth: floa
 
     from housenum.model import MeanProbability, Smooth
 
-    shapes = {tuple(m.input.shape[1:]) for m in members}
+    shapes = {tuple(m.inputs[0].shape[1:]) for m in members}
     if len(shapes) != 1:
         raise HousenumError(f"the readers take inputs of different shapes ({sorted(shapes)}); combine readers "
                             f"of one input size")
@@ -62,7 +72,8 @@ def quantize_dense(model, mode: str = "int8") -> None:
     three- or fivefold; the convolutions stay float32 (Keras quantizes no convolutions)."""
     import keras
 
-    model.quantize(mode, filters=lambda layer: isinstance(layer, keras.layers.Dense))
+    model.quantize(mode, filters=lambda layer: isinstance(layer, keras.layers.Dense)
+                   and layer.quantization_mode is None)  # members taken from a quantized ensemble stay as stored
 
 
 def build(member_paths: Sequence[Path | str], data_path: Path | str, out_dir: Path | str,
@@ -76,20 +87,23 @@ def build(member_paths: Sequence[Path | str], data_path: Path | str, out_dir: Pa
     from housenum.predict import Reader
     from housenum.train import export_model
 
-    if len(member_paths) < 2:
-        raise HousenumError("an ensemble needs at least two readers")
     if weights not in WEIGHTS:
         raise HousenumError(f"weights: expected one of {', '.join(WEIGHTS)}, got {weights!r}")
     out_dir = Path(out_dir)
-    readers = [Reader(p) for p in member_paths]
+    sources = [_source(p) for p in member_paths]
+    readers = [Reader(p) for p, _ in sources]
     if any((out_dir / "model.keras").resolve() == r.path.resolve() for r in readers):
         raise HousenumError(f"{out_dir} holds one of the readers: write the ensemble to another folder")
+    unpacked = [member for r, (_, pick) in zip(readers, sources)  # (model, its model.json record)
+                for member in _unpack(r, weights, pick)]
+    if len(unpacked) < 2:
+        raise HousenumError("an ensemble needs at least two readers")
     data = load_svhn(data_path, splits=("valid", "test"))  # the members were trained: no train rows needed
     first = readers[0].config
     if (first.model.image_size, first.model.image_width) != (data.config.image_size, data.config.image_width):
         raise HousenumError(f"the readers take {first.model.image_size}-pixel inputs but {data_path} holds "
                             f"{data.config.image_size}-pixel crops")
-    members_models = [r.model for r in readers]
+    members_models = [model for model, _ in unpacked]
     tried = {}
     if smooth == "auto":
         for sigma in SIGMAS:  # in float32, before any quantization: the choice is about the input alone
@@ -101,20 +115,58 @@ def build(member_paths: Sequence[Path | str], data_path: Path | str, out_dir: Pa
     if weights != "float32":
         quantize_dense(model, weights)
     out_dir.mkdir(parents=True, exist_ok=True)
-    members = [_member(r) for r in readers]
+    members = [record for _, record in unpacked]
     trained_on = list(dict.fromkeys(str(m["data"]) for m in members))  # what "trained on" says: the members' data
     result = {"data": "; ".join(trained_on), "steps": None, "exported_step": None, "best_valid_step": None,
               "valid": evaluate(model, *data.valid), "test": evaluate(model, *data.test)}
     export_model(model, first, out_dir, result, extra={"ensemble": {
         "members": members, "weights": weights, "scored_on": data.description, "smooth": smooth,
         "smooth_valid": {str(k): v for k, v in tried.items()} or None}})
-    for m, r in zip(members, readers):
-        log(f"member {r.path}: test {m['test']:.2%}" if m["test"] is not None else f"member {r.path}")
-    log(f"ensemble of {len(readers)}{f', smoothing sigma {smooth}' if smooth else ''}: "
+    for m in members:
+        log(f"member {m['path']}: test {m['test']:.2%}" if m["test"] is not None else f"member {m['path']}")
+    log(f"ensemble of {len(members)}{f', smoothing sigma {smooth}' if smooth else ''}: "
         f"test {result['test']['sequence_accuracy']:.2%}, coverage at 98 % "
         f"{result['test']['coverage_at_98']:.1%}, abstain threshold {result['valid']['threshold_at_98']:.3f} "
         f"(validation); wrote {out_dir / 'model.keras'}")
     return result
+
+
+def _source(text) -> tuple[Path, list[int] | None]:
+    """A reader argument as (path, the ensemble members picked by number, or None for all)."""
+    match = _PICK.match(str(text))
+    if match and not Path(text).exists():
+        return Path(match["path"]), [int(i) for i in match["pick"].split(",")]
+    return Path(text), None
+
+
+def _unpack(reader, weights: str, pick: list[int] | None = None) -> list[tuple]:
+    """The members a reader brings, as (model, record): itself, or an ensemble's members (those numbered in
+    `pick`, or all) as it stores them. An ensemble's members keep their weights' precision and cannot be
+    blurred apart from their ensemble, so one quantized otherwise than `weights` asks, or one that blurs its
+    input, is refused."""
+    ens = reader.meta.get("ensemble")
+    if not ens:
+        if pick is not None:
+            raise HousenumError(f"{reader.path} is a single reader, not an ensemble: it has no members to pick")
+        return [(reader.model, _member(reader))]
+    stored = ens.get("weights", "float32")
+    if stored != "float32" and stored != weights:
+        raise HousenumError(f"{reader.path} holds {stored} readers: pass --weights {stored} to add to them (an "
+                            f"ensemble's members keep the precision they were stored in)")
+    if ens.get("smooth"):
+        raise HousenumError(f"{reader.path} blurs its input before its members read it (sigma {ens['smooth']}): "
+                            f"combine its members' run folders instead")
+    records = ens.get("members") or []
+    models = [layer for layer in reader.model.layers if layer.name.startswith("member")]
+    if len(models) != len(records):
+        raise HousenumError(f"{reader.path} has {len(models)} member networks but its model.json records "
+                            f"{len(records)}: not an ensemble this module wrote")
+    pick = range(len(models)) if pick is None else pick
+    if len(set(pick)) != len(pick):
+        raise HousenumError(f"{reader.path}: a member picked twice ({','.join(map(str, pick))}) would count double")
+    if bad := [i for i in pick if i >= len(models)]:
+        raise HousenumError(f"{reader.path} has members 0-{len(models) - 1}: no member {bad[0]}")
+    return [(models[i], {**records[i], "via": str(reader.path)}) for i in pick]
 
 
 def _member(reader) -> dict:
@@ -143,7 +195,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("members", nargs="+", help="run folders or model.keras files of number readers")
+    p.add_argument("members", nargs="+", help="run folders or model.keras files of number readers; an ensemble "
+                                              "adds its members (PATH:I,J only members I and J)")
     p.add_argument("--data", required=True, help="preprocessed HDF5 file whose validation split chooses the "
                                                  "abstain threshold and whose test split scores the ensemble")
     p.add_argument("--out", required=True, help="folder for model.keras and model.json")

@@ -160,3 +160,47 @@ def test_smoothing_is_chosen_on_validation_and_travels_with_the_ensemble(members
     with pytest.raises(HousenumError, match="--smooth: expected auto or a sigma"):
         main([str(members[0]), str(members[1]), "--data", str(h5), "--out", str(tmp_path / "o"), "--smooth", "soft"])
     assert not (tmp_path / "o").exists()
+
+
+def test_an_ensemble_adds_its_members_as_stored(members, small_synthetic_svhn, tmp_path):
+    """A shipped ensemble grows by a new member without its members' run folders: the old members keep their
+    (quantized) weights and their records, the new one is quantized as --weights asks."""
+    h5 = small_synthetic_svhn["h5"]
+    quiet = {"log": lambda *_: None}
+    build(members[:2], h5, tmp_path / "two", **quiet)
+    build([tmp_path / "two", members[2]], h5, tmp_path / "three", **quiet)
+    meta = json.loads((tmp_path / "three" / "model.json").read_text())["ensemble"]
+    assert [m["path"] for m in meta["members"]] == [str(p / "model.keras") for p in members]
+    assert [m.get("via") for m in meta["members"]] == [str(tmp_path / "two" / "model.keras")] * 2 + [None]
+    x = np.random.default_rng(4).normal(size=(6, 32, 32, 1)).astype(np.float32)
+    want = predict_logits(combine([Reader(p).model for p in members]), x)  # float32 all through: the same model
+    got = predict_logits(Reader(tmp_path / "three").model, x)
+    assert np.allclose(softmax(got["digits"]), softmax(want["digits"]), atol=1e-5)
+
+    # int4 members stay exactly as stored; the new member is quantized to int4 too
+    build(members[:2], h5, tmp_path / "two4", weights="int4", **quiet)
+    build([str(tmp_path / "two4") + ":1", members[2]], h5, tmp_path / "pick4", weights="int4", **quiet)
+    old, new = Reader(tmp_path / "two4").model, Reader(tmp_path / "pick4").model
+    assert [m["path"] for m in json.loads((tmp_path / "pick4" / "model.json").read_text())["ensemble"]["members"]] \
+        == [str(members[1] / "model.keras"), str(members[2] / "model.keras")]
+    kept, added = new.get_layer("member0").get_layer("fc1"), new.get_layer("member1").get_layer("fc1")
+    stored = old.get_layer("member1").get_layer("fc1")
+    assert kept.quantization_mode == added.quantization_mode == "int4"
+    assert all(np.array_equal(a, b) for a, b in zip(kept.get_weights(), stored.get_weights()))
+
+
+def test_members_that_cannot_be_added_are_one_line_errors(members, small_synthetic_svhn, tmp_path):
+    h5 = small_synthetic_svhn["h5"]
+    build(members[:2], h5, tmp_path / "two4", weights="int4", log=lambda *_: None)
+    cases = [([tmp_path / "two4", members[2]], {"weights": "int8"}, "holds int4 readers: pass --weights int4"),
+             ([f"{members[0]}:0", members[1]], {}, "a single reader, not an ensemble"),
+             ([f"{tmp_path / 'two4'}:2", members[1]], {"weights": "int4"}, "has members 0-1: no member 2"),
+             ([f"{tmp_path / 'two4'}:1,1"], {"weights": "int4"}, "picked twice"),
+             ([f"{tmp_path / 'two4'}:0"], {"weights": "int4"}, "at least two readers")]
+    for paths, kw, message in cases:
+        with pytest.raises(HousenumError, match=message):
+            build(paths, h5, tmp_path / "out", **kw)
+    build(members[:2], h5, tmp_path / "blurred", smooth=0.6, log=lambda *_: None)
+    with pytest.raises(HousenumError, match="blurs its input"):
+        build([tmp_path / "blurred", members[2]], h5, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
