@@ -8,6 +8,7 @@ command resumes from the last checkpoint in results/<run-name>/.
   python train_and_test_svhn_data.py                                  # seed network, data/svhn_32x32.h5
   python train_and_test_svhn_data.py --data data/synthetic/svhn_32x32.h5 --steps 3000 --run-name synth
   python train_and_test_svhn_data.py --preset improved --run-name improved
+  python train_and_test_svhn_data.py --preset deep          # improved with two convolutions a block
   python train_and_test_svhn_data.py --preset goodfellow    # data/svhn_64x64.h5: preprocess --image-size 64
   python train_and_test_svhn_data.py --preset gpu           # the same network on one GPU: mixed_float16 + XLA
   python train_and_test_svhn_data.py --precision mixed_bfloat16      # bfloat16 layers (CPUs with AVX512-BF16)

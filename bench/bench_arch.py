@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark: the architectures (seed, improved, goodfellow, ctc) on the same data for the same wall-clock budget.
+"""Benchmark: the architectures (seed, improved, deep, goodfellow, ctc) on the same data for the same wall-clock budget.
 
 Each preset trains through `Trainer` (the loop every run uses) on a preprocessed file of the input size it
 needs, for about --budget-s seconds of training: a short calibration run measures its training images/s,
@@ -37,7 +37,7 @@ from housenum import cli  # noqa: E402
 from housenum.config import preset  # noqa: E402
 from housenum.errors import DataError  # noqa: E402
 
-ARCH_PRESETS = ("seed", "improved", "goodfellow", "ctc")
+ARCH_PRESETS = ("seed", "improved", "deep", "goodfellow", "ctc")
 
 
 def data_file(data_dir: Path, name: str) -> Path:

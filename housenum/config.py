@@ -244,6 +244,15 @@ def improved() -> RunConfig:
     )
 
 
+def deep() -> RunConfig:
+    """`improved()` with two 3x3 convolutions (each with batch norm) in every block instead of one: 1.48 M
+    parameters against 1.29 M, about a third of improved's training speed on a CPU, and the network that
+    learned most per step on our synthetic data (validation 86.3 % at 6,000 steps against 79.5-81.1 %; the
+    shipped reader's fifth member). A wider improved (48/96/192 units) learned no faster: depth, not width."""
+    base = improved()
+    return dataclasses.replace(base, model=dataclasses.replace(base.model, convs_per_block=2))
+
+
 def goodfellow() -> RunConfig:
     """Goodfellow et al. 2014's network: 8 conv layers of 48/64/128/160/192/192/192/192 units with 5x5
     kernels, 2x2 max pooling alternating stride 2 and 1, dropout on every hidden layer, two fully connected
@@ -302,8 +311,8 @@ def ctc() -> RunConfig:
     )
 
 
-PRESETS = {"seed": seed_network, "smoke": smoke, "improved": improved, "goodfellow": goodfellow, "gpu": gpu,
-           "ctc": ctc}
+PRESETS = {"seed": seed_network, "smoke": smoke, "improved": improved, "deep": deep, "goodfellow": goodfellow,
+           "gpu": gpu, "ctc": ctc}
 
 
 def preset(name: str) -> RunConfig:

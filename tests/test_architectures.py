@@ -36,10 +36,14 @@ def layer(model, name):
 
 # ------------------------------------------------------------------------------------------ shapes
 def test_presets_select_their_architecture_and_validate():
-    for name, arch in (("seed", "seed"), ("smoke", "seed"), ("improved", "seed"), ("goodfellow", "goodfellow"),
-                       ("gpu", "goodfellow"), ("ctc", "ctc")):
+    for name, arch in (("seed", "seed"), ("smoke", "seed"), ("improved", "seed"), ("deep", "seed"),
+                       ("goodfellow", "goodfellow"), ("gpu", "goodfellow"), ("ctc", "ctc")):
         cfg = C.preset(name).validate()
         assert cfg.model.arch == arch
+    # deep is improved with a second convolution in each block, and nothing else
+    assert C.deep() == replace(C.improved(), model=replace(C.improved().model, convs_per_block=2))
+    assert [layer.name for layer in build_model(C.deep().model).layers if layer.name.startswith("conv")] == [
+        f"conv{i}_{j}" for i in (1, 2, 3) for j in (1, 2)]
     assert ModelConfig().arch == "seed" and DataConfig().image_width is None  # the study stays the default
     with pytest.raises(HousenumError, match="arch must be one of"):
         ModelConfig(arch="resnet").validate()
