@@ -162,7 +162,16 @@ def test_smoothing_is_chosen_on_validation_and_travels_with_the_ensemble(members
     assert not (tmp_path / "o").exists()
 
 
-def test_an_ensemble_adds_its_members_as_stored(members, small_synthetic_svhn, tmp_path):
+
+@pytest.fixture(scope="module")
+def two_int4(members, small_synthetic_svhn, tmp_path_factory) -> Path:
+    """An int4 ensemble of the first two members, as the shipped reader is stored."""
+    out = tmp_path_factory.mktemp("two_int4") / "ens"
+    build(members[:2], small_synthetic_svhn["h5"], out, weights="int4", log=lambda *_: None)
+    return out
+
+
+def test_an_ensemble_adds_its_members_as_stored(members, two_int4, small_synthetic_svhn, tmp_path):
     """A shipped ensemble grows by a new member without its members' run folders: the old members keep their
     (quantized) weights and their records, the new one is quantized as --weights asks."""
     h5 = small_synthetic_svhn["h5"]
@@ -177,10 +186,9 @@ def test_an_ensemble_adds_its_members_as_stored(members, small_synthetic_svhn, t
     got = predict_logits(Reader(tmp_path / "three").model, x)
     assert np.allclose(softmax(got["digits"]), softmax(want["digits"]), atol=1e-5)
 
-    # int4 members stay exactly as stored; the new member is quantized to int4 too
-    build(members[:2], h5, tmp_path / "two4", weights="int4", **quiet)
-    build([str(tmp_path / "two4") + ":1", members[2]], h5, tmp_path / "pick4", weights="int4", **quiet)
-    old, new = Reader(tmp_path / "two4").model, Reader(tmp_path / "pick4").model
+    # int4 members stay exactly as stored; the new member is quantized to int4 too; :1 picks the second
+    build([f"{two_int4}:1", members[2]], h5, tmp_path / "pick4", weights="int4", **quiet)
+    old, new = Reader(two_int4).model, Reader(tmp_path / "pick4").model
     assert [m["path"] for m in json.loads((tmp_path / "pick4" / "model.json").read_text())["ensemble"]["members"]] \
         == [str(members[1] / "model.keras"), str(members[2] / "model.keras")]
     kept, added = new.get_layer("member0").get_layer("fc1"), new.get_layer("member1").get_layer("fc1")
@@ -189,18 +197,22 @@ def test_an_ensemble_adds_its_members_as_stored(members, small_synthetic_svhn, t
     assert all(np.array_equal(a, b) for a, b in zip(kept.get_weights(), stored.get_weights()))
 
 
-def test_members_that_cannot_be_added_are_one_line_errors(members, small_synthetic_svhn, tmp_path):
+def test_members_that_cannot_be_added_are_one_line_errors(members, two_int4, small_synthetic_svhn, tmp_path):
+    import shutil
+
     h5 = small_synthetic_svhn["h5"]
-    build(members[:2], h5, tmp_path / "two4", weights="int4", log=lambda *_: None)
-    cases = [([tmp_path / "two4", members[2]], {"weights": "int8"}, "holds int4 readers: pass --weights int4"),
+    blurred = tmp_path / "blurred"  # as `--smooth` writes one: its members read a blurred input
+    shutil.copytree(two_int4, blurred)
+    meta = json.loads((blurred / "model.json").read_text())
+    meta["ensemble"]["smooth"] = 0.6
+    (blurred / "model.json").write_text(json.dumps(meta))
+    cases = [([two_int4, members[2]], {"weights": "int8"}, "holds int4 readers: pass --weights int4"),
              ([f"{members[0]}:0", members[1]], {}, "a single reader, not an ensemble"),
-             ([f"{tmp_path / 'two4'}:2", members[1]], {"weights": "int4"}, "has members 0-1: no member 2"),
-             ([f"{tmp_path / 'two4'}:1,1"], {"weights": "int4"}, "picked twice"),
-             ([f"{tmp_path / 'two4'}:0"], {"weights": "int4"}, "at least two readers")]
+             ([f"{two_int4}:2", members[1]], {"weights": "int4"}, "has members 0-1: no member 2"),
+             ([f"{two_int4}:1,1"], {"weights": "int4"}, "picked twice"),
+             ([f"{two_int4}:0"], {"weights": "int4"}, "at least two readers"),
+             ([blurred, members[2]], {"weights": "int4"}, "blurs its input")]
     for paths, kw, message in cases:
         with pytest.raises(HousenumError, match=message):
             build(paths, h5, tmp_path / "out", **kw)
-    build(members[:2], h5, tmp_path / "blurred", smooth=0.6, log=lambda *_: None)
-    with pytest.raises(HousenumError, match="blurs its input"):
-        build([tmp_path / "blurred", members[2]], h5, tmp_path / "out")
     assert not (tmp_path / "out").exists()
