@@ -25,6 +25,10 @@ shipped reader grows by a new member without its members' run folders:
     python -m housenum.ensemble models/reader results/reader_deep_s6 --data ... --out results/six --weights int4
 
 `PATH:I,J` takes only members I and J (counting from 0, in model.json's order) of the ensemble at PATH.
+
+`--member-weights fit` weighs the members instead of averaging them equally: the weights (positive, summing to
+1) that make the validation split's true readings most likely under the mixture, so a stronger member counts
+for more without anyone choosing by hand how much.
 """
 
 from __future__ import annotations
@@ -40,12 +44,15 @@ _PICK = re.compile(r"^(?P<path>.+):(?P<pick>\d+(?:,\d+)*)$")  # an ensemble's me
 
 HEADS = ("length", "digits")
 WEIGHTS = ("float32", "int8", "int4")
+MEMBER_WEIGHTS = ("equal", "fit")  # how --member-weights mixes the members
 SIGMAS = (0.0, 0.3, 0.45, 0.6, 0.75, 0.9)  # what --smooth auto tries, in pixels
 
 
-def combine(members: Sequence, name: str = "house_number_ensemble", smooth: float = 0.0):
+def combine(members: Sequence, name: str = "house_number_ensemble", smooth: float = 0.0,
+            member_weights: Sequence[float] | None = None):
     """One model from trained readers of the same input and heads; each member keeps its weights. With
-    `smooth` > 0 the input is blurred by a Gaussian of that sigma (pixels) before the members read it."""
+    `smooth` > 0 the input is blurred by a Gaussian of that sigma (pixels) before the members read it;
+    `member_weights` (one per member, summing to 1) mixes their probabilities unequally."""
     import keras
 
     from housenum.model import MeanProbability, Smooth
@@ -61,7 +68,9 @@ def combine(members: Sequence, name: str = "house_number_ensemble", smooth: floa
     image = keras.Input(shapes.pop(), name="image")
     seen = Smooth(smooth, name="smooth")(image) if smooth else image
     outs = [keras.Model(m.inputs, m.output, name=f"member{i}")(seen) for i, m in enumerate(members)]
-    outputs = {h: MeanProbability(name=h)([o[h] for o in outs]) for h in HEADS}
+    if member_weights is not None and len(member_weights) != len(members):
+        raise HousenumError(f"{len(member_weights)} member weights for {len(members)} readers")
+    outputs = {h: MeanProbability(member_weights, name=h)([o[h] for o in outs]) for h in HEADS}
     return keras.Model(image, outputs, name=name)
 
 
@@ -76,12 +85,46 @@ def quantize_dense(model, mode: str = "int8") -> None:
                    and layer.quantization_mode is None)  # members taken from a quantized ensemble stay as stored
 
 
+def fit_member_weights(outputs: Sequence[dict], labels) -> tuple[list[float], dict]:
+    """The mixture weights (positive, summing to 1) under which `labels`' true readings are most likely,
+    each head mixed as MeanProbability mixes it: the mean negative log-likelihood of the true length plus
+    the true digits up to it, minimised over softmax-parametrised weights. `outputs`: each member's logits
+    ({"length": (N, L+1), "digits": (N, L, 10)}) for the same images. Returns (weights, {"nll_equal",
+    "nll_fit"})."""
+    import numpy as np
+    from scipy.optimize import minimize
+    from scipy.special import log_softmax, logsumexp
+
+    labels = np.asarray(labels)
+    n = len(labels)
+    length, digits = labels[:, 0], labels[:, 1:]
+    inside = np.arange(digits.shape[1])[None, :] < length[:, None]
+    safe = np.where(inside, digits, 0)
+    # per member: log P(true length) (N,) and log P(true digit) at each position (N, L), 0 past the length
+    ll_len = np.stack([log_softmax(o["length"], axis=-1)[np.arange(n), length] for o in outputs])
+    ll_dig = np.stack([np.take_along_axis(log_softmax(o["digits"], axis=-1), safe[..., None], -1)[..., 0]
+                       for o in outputs])
+
+    def nll(theta):
+        log_w = log_softmax(theta)
+        per_len = logsumexp(ll_len + log_w[:, None], axis=0)
+        per_dig = logsumexp(ll_dig + log_w[:, None, None], axis=0)
+        return -float((per_len + np.where(inside, per_dig, 0.0).sum(axis=1)).mean())
+
+    equal = np.zeros(len(outputs))
+    best = minimize(nll, equal, method="L-BFGS-B")
+    weights = np.exp(log_softmax(best.x))
+    return [float(w) for w in weights], {"nll_equal": nll(equal), "nll_fit": float(best.fun)}
+
+
+
 def build(member_paths: Sequence[Path | str], data_path: Path | str, out_dir: Path | str,
-          weights: str = "float32", smooth: float | str = 0.0, log=print) -> dict:
+          weights: str = "float32", smooth: float | str = 0.0, member_weights: str = "equal", log=print) -> dict:
     """Combine the readers, score the combination on the data's validation and test splits, choose its
     abstain threshold on validation, and write out_dir/model.keras + model.json. `weights`: "float32",
     "int8" or "int4" (`quantize_dense`, for a file small enough to ship). `smooth`: the blur's sigma in
-    pixels, or "auto" to choose it among SIGMAS on validation. Returns the metrics."""
+    pixels, or "auto" to choose it among SIGMAS on validation. `member_weights`: "equal" (the plain mean) or
+    "fit" (`fit_member_weights` on validation). Returns the metrics."""
     from housenum.dataset import load_svhn
     from housenum.inference import evaluate
     from housenum.predict import Reader
@@ -89,6 +132,8 @@ def build(member_paths: Sequence[Path | str], data_path: Path | str, out_dir: Pa
 
     if weights not in WEIGHTS:
         raise HousenumError(f"weights: expected one of {', '.join(WEIGHTS)}, got {weights!r}")
+    if member_weights not in MEMBER_WEIGHTS:
+        raise HousenumError(f"member weights: expected one of {', '.join(MEMBER_WEIGHTS)}, got {member_weights!r}")
     out_dir = Path(out_dir)
     sources = [_source(p) for p in member_paths]
     readers = [Reader(p) for p, _ in sources]
@@ -111,7 +156,16 @@ def build(member_paths: Sequence[Path | str], data_path: Path | str, out_dir: Pa
             log(f"smoothing sigma {sigma}: validation {tried[sigma]:.2%}")
         smooth = max(SIGMAS, key=lambda sigma: (tried[sigma], -sigma))  # ties: the least blur
     smooth = float(smooth)
-    model = combine(members_models, smooth=smooth)
+    mix, fit = None, None
+    if member_weights == "fit":  # before any new quantization, on the input the members will read
+        from housenum.inference import predict_logits
+        from housenum.model import Smooth
+
+        seen = Smooth(smooth)(data.valid[0]).numpy() if smooth else data.valid[0]
+        mix, fit = fit_member_weights([predict_logits(m, seen) for m in members_models], data.valid[1])
+        log(f"member weights {', '.join(f'{w:.3f}' for w in mix)}: validation NLL {fit['nll_fit']:.4f} "
+            f"(equal weights {fit['nll_equal']:.4f})")
+    model = combine(members_models, smooth=smooth, member_weights=mix)
     if weights != "float32":
         quantize_dense(model, weights)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -121,7 +175,8 @@ def build(member_paths: Sequence[Path | str], data_path: Path | str, out_dir: Pa
               "valid": evaluate(model, *data.valid), "test": evaluate(model, *data.test)}
     export_model(model, first, out_dir, result, extra={"ensemble": {
         "members": members, "weights": weights, "scored_on": data.description, "smooth": smooth,
-        "smooth_valid": {str(k): v for k, v in tried.items()} or None}})
+        "smooth_valid": {str(k): v for k, v in tried.items()} or None, "member_weights": mix,
+        "member_weights_fit": fit}})
     for m in members:
         log(f"member {m['path']}: test {m['test']:.2%}" if m["test"] is not None else f"member {m['path']}")
     log(f"ensemble of {len(members)}{f', smoothing sigma {smooth}' if smooth else ''}: "
@@ -166,7 +221,11 @@ def _unpack(reader, weights: str, pick: list[int] | None = None) -> list[tuple]:
         raise HousenumError(f"{reader.path}: a member picked twice ({','.join(map(str, pick))}) would count double")
     if bad := [i for i in pick if i >= len(models)]:
         raise HousenumError(f"{reader.path} has members 0-{len(models) - 1}: no member {bad[0]}")
-    return [(models[i], {**records[i], "via": str(reader.path)}) for i in pick]
+    import keras
+
+    # each as a reader of one input (a member inside an ensemble takes a list of one)
+    return [(keras.Model(models[i].inputs[0], models[i].output, name=models[i].name),
+             {**records[i], "via": str(reader.path)}) for i in pick]
 
 
 def _member(reader) -> dict:
@@ -206,10 +265,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--smooth", default="0", metavar="SIGMA|auto",
                    help="blur the input by a Gaussian of SIGMA pixels before the readers read it; auto: the sigma "
                         f"among {', '.join(map(str, SIGMAS))} that reads most of the validation split (default: 0, none)")
+    p.add_argument("--member-weights", choices=MEMBER_WEIGHTS, default="equal",
+                   help="equal: the members' plain mean; fit: weights that make the validation split's true "
+                        "readings most likely")
     args = p.parse_args(argv)
     if not Path(args.data).is_file():
         raise HousenumError(f"no preprocessed data at {args.data}")
-    build(args.members, args.data, args.out, args.weights, smooth=_smooth_arg(args.smooth))
+    build(args.members, args.data, args.out, args.weights, smooth=_smooth_arg(args.smooth),
+          member_weights=args.member_weights)
     return 0
 
 

@@ -334,12 +334,23 @@ def _goodfellow_trunk(x, cfg: ModelConfig, init):
 
 @keras.saving.register_keras_serializable(package="housenum")
 class MeanProbability(keras.layers.Layer):
-    """Logits of the mean of several softmaxes: log(mean_k softmax(logits_k)), over the last axis. Several
-    readers' heads combined this way decode, and give confidences, as one reader's do."""
+    """Logits of the mean of several softmaxes: log(mean_k softmax(logits_k)), over the last axis, or of their
+    weighted mean, log(sum_k w_k softmax(logits_k)), with `member_weights` (positive, summing to 1). Several readers'
+    heads combined this way decode, and give confidences, as one reader's do."""
+
+    def __init__(self, member_weights=None, **kwargs):
+        super().__init__(**kwargs)
+        self.member_weights = None if member_weights is None else [float(w) for w in member_weights]
 
     def call(self, logits):
         stacked = tf.stack([tf.nn.log_softmax(tf.cast(x, tf.float32), axis=-1) for x in logits])
-        return tf.reduce_logsumexp(stacked, axis=0) - tf.math.log(float(len(logits)))
+        if self.member_weights is None:
+            return tf.reduce_logsumexp(stacked, axis=0) - tf.math.log(float(len(logits)))
+        log_w = tf.math.log(tf.constant(self.member_weights, tf.float32))
+        return tf.reduce_logsumexp(stacked + tf.reshape(log_w, [-1] + [1] * (len(stacked.shape) - 1)), axis=0)
+
+    def get_config(self):
+        return {**super().get_config(), "member_weights": self.member_weights}
 
     def compute_output_shape(self, input_shapes):
         return input_shapes[0]

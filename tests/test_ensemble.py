@@ -216,3 +216,51 @@ def test_members_that_cannot_be_added_are_one_line_errors(members, two_int4, sma
         with pytest.raises(HousenumError, match=message):
             build(paths, h5, tmp_path / "out", **kw)
     assert not (tmp_path / "out").exists()
+
+
+def _logits(labels, rng, sure: float):
+    """Length and digit logits that favour the true reading by `sure` (0: noise alone)."""
+    n = len(labels)
+    length = rng.normal(size=(n, 6))
+    digits = rng.normal(size=(n, 5, 10))
+    length[np.arange(n), labels[:, 0]] += sure
+    for i in range(5):
+        inside = labels[:, 0] > i
+        digits[np.flatnonzero(inside), i, labels[inside, i + 1]] += sure
+    return {"length": length.astype(np.float32), "digits": digits.astype(np.float32)}
+
+
+def test_member_weights_favour_the_member_that_makes_the_truth_likelier():
+    from housenum.ensemble import fit_member_weights
+    from tests.helpers import random_labels
+
+    rng = np.random.default_rng(5)
+    labels = random_labels(rng, 400)
+    good, bad = _logits(labels, rng, 4.0), _logits(labels, rng, 0.0)
+    weights, fit = fit_member_weights([bad, good], labels)
+    assert sum(weights) == pytest.approx(1.0) and weights[1] > 0.9, weights
+    assert fit["nll_fit"] < fit["nll_equal"]
+    same, _ = fit_member_weights([good, good], labels)  # nothing to tell them apart: equal weights
+    assert same == pytest.approx([0.5, 0.5], abs=1e-3)
+
+
+def test_fitted_member_weights_travel_with_the_ensemble(members, small_synthetic_svhn, tmp_path):
+    h5 = small_synthetic_svhn["h5"]
+    lines = []
+    build(members, h5, tmp_path / "fit", member_weights="fit", log=lines.append)
+    meta = json.loads((tmp_path / "fit" / "model.json").read_text())["ensemble"]
+    w = meta["member_weights"]
+    assert len(w) == 3 and sum(w) == pytest.approx(1.0) and all(x >= 0 for x in w)
+    assert meta["member_weights_fit"]["nll_fit"] <= meta["member_weights_fit"]["nll_equal"] + 1e-6
+    assert any(line.startswith("member weights") for line in lines)
+    x = np.random.default_rng(6).normal(size=(5, 32, 32, 1)).astype(np.float32)
+    each = [predict_logits(Reader(p).model, x) for p in members]
+    got = predict_logits(Reader(tmp_path / "fit").model, x)  # saved and loaded: the weights come back
+    for head in ("length", "digits"):
+        want = sum(wk * softmax(o[head]) for wk, o in zip(w, each))
+        assert np.allclose(softmax(got[head]), want, atol=1e-5)
+    with pytest.raises(HousenumError, match="member weights: expected one of equal, fit"):
+        build(members, h5, tmp_path / "out", member_weights="best")
+    with pytest.raises(HousenumError, match="2 member weights for 3 readers"):
+        combine([Reader(p).model for p in members], member_weights=[0.5, 0.5])
+    assert not (tmp_path / "out").exists()
