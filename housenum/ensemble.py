@@ -65,11 +65,11 @@ def combine(members: Sequence, name: str = "house_number_ensemble", smooth: floa
         if set(m.output) != set(HEADS):
             raise HousenumError(f"{m.name} has outputs {sorted(m.output)}, not the length and digit heads: only "
                                 f"length + digit readers combine (not CTC or letters models)")
+    if member_weights is not None and len(member_weights) != len(members):
+        raise HousenumError(f"{len(member_weights)} member weights for {len(members)} readers")
     image = keras.Input(shapes.pop(), name="image")
     seen = Smooth(smooth, name="smooth")(image) if smooth else image
     outs = [keras.Model(m.inputs, m.output, name=f"member{i}")(seen) for i, m in enumerate(members)]
-    if member_weights is not None and len(member_weights) != len(members):
-        raise HousenumError(f"{len(member_weights)} member weights for {len(members)} readers")
     outputs = {h: MeanProbability(member_weights, name=h)([o[h] for o in outs]) for h in HEADS}
     return keras.Model(image, outputs, name=name)
 
@@ -115,7 +115,6 @@ def fit_member_weights(outputs: Sequence[dict], labels) -> tuple[list[float], di
     best = minimize(nll, equal, method="L-BFGS-B")
     weights = np.exp(log_softmax(best.x))
     return [float(w) for w in weights], {"nll_equal": nll(equal), "nll_fit": float(best.fun)}
-
 
 
 def build(member_paths: Sequence[Path | str], data_path: Path | str, out_dir: Path | str,
@@ -198,7 +197,8 @@ def _unpack(reader, weights: str, pick: list[int] | None = None) -> list[tuple]:
     """The members a reader brings, as (model, record): itself, or an ensemble's members (those numbered in
     `pick`, or all) as it stores them. An ensemble's members keep their weights' precision and cannot be
     blurred apart from their ensemble, so one quantized otherwise than `weights` asks, or one that blurs its
-    input, is refused."""
+    input, is refused. Its own member weights stay behind: the new ensemble mixes all its members as its
+    --member-weights says."""
     ens = reader.meta.get("ensemble")
     if not ens:
         if pick is not None:
