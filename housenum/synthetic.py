@@ -357,6 +357,8 @@ def fit_label_stats(digitstruct_paths: Sequence[str | os.PathLike]) -> dict:
     neighbouring boxes (in box heights; negative = overlap) and the top offset between neighbours (in
     box heights); per label: quantiles of width/height; rank correlations between neighbours.
     """
+    import scipy.stats
+
     from housenum.digitstruct import read_digitstruct  # only fitting reads labels
 
     if not digitstruct_paths:
@@ -400,7 +402,9 @@ def fit_label_stats(digitstruct_paths: Sequence[str | os.PathLike]) -> dict:
     def neighbour_corr(fn) -> float:
         pairs = [(v[0], v[1]) for r in records if len(r) >= 3 for v in [fn(r)]]
         a = np.array(pairs)
-        ranks = np.argsort(np.argsort(a, axis=0), axis=0)
+        # tied values share their mean rank (Spearman's rho): ranks from argsort would order ties as the
+        # CPU's sort does (AVX-512 sorts order them otherwise), and the fit would differ between machines
+        ranks = scipy.stats.rankdata(a, axis=0)
         return _round4(float(np.corrcoef(ranks[:, 0], ranks[:, 1])[0, 1]))
 
     return {
