@@ -17,10 +17,10 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 # every user of the session's synthetic data runs in one pytest-xdist worker, so it is made once
 pytestmark = pytest.mark.xdist_group("synthetic")
-STEPS = 800
-# measured 0.46 whole-sequence accuracy at these settings on today's synthetic data (0.65 on the earlier
-# generator's easier numbers: matplotlib's fonts only); chance is ~0, a broken mask ~0.05
-BAR = 0.35
+STEPS = 600
+# measured 0.387 whole-sequence accuracy at these settings on today's synthetic data (0.46 at 800 steps, the
+# test's length until 2026-12-02, when the suite had to get quicker); chance is ~0, a broken mask ~0.05
+BAR = 0.25
 CROPS = 40  # test crops read back through predict_real_images.py
 
 
@@ -35,7 +35,7 @@ def run(*args, timeout=900):
 def pipeline(synthetic_svhn):
     data, results = synthetic_svhn["data"], synthetic_svhn["results"]
     train = run(REPO / "train_and_test_svhn_data.py", "--preset", "improved", "--data", synthetic_svhn["h5"],
-                "--results-dir", results, "--run-name", "e2e", "--steps", STEPS, "--eval-every", 400,
+                "--results-dir", results, "--run-name", "e2e", "--steps", STEPS, "--eval-every", 300,
                 "--whole-photos", 80, "--no-progress")
     return data, results, synthetic_svhn["stdout"], train.stdout
 
@@ -63,8 +63,8 @@ def test_training_scores_whole_photos_beside_the_crops(pipeline):
     whole = json.loads((results / "e2e" / "metrics.json").read_text())["whole_photos"]
     assert whole["n"] == 80 and "whole photos (no box given" in out
     assert whole["box_iou_mean"] > 0.4 and whole["no_number_read_as_number"] < 0.2
-    # every photo answered, the whole photos read about as well as the crops (measured 0.44 against 0.46);
-    # a short-trained reader is seldom sure, so with the abstain rule on it answers few (measured 17 %)
+    # every photo answered, the whole photos read about as well as the crops (measured 0.34 against 0.39);
+    # a short-trained reader is seldom sure, so with the abstain rule on it answers few
     assert 0.5 * BAR < whole["sequence_accuracy_all_answered"] <= 1
     assert 0 <= whole["sequence_accuracy"] <= whole["answered"] and 0 <= whole["coverage_at_98"] <= whole["answered"]
 
@@ -105,9 +105,9 @@ def test_prediction_reads_crops_exactly_as_evaluation_does(pipeline, tmp_path):
                                              for e, c in zip(expected, conf)]
     np.testing.assert_allclose([float(parts[2]) for parts in lines], conf, atol=6e-4)
     truth = labels_to_text(labels)
-    # A model above the bar (0.35) reads 14 of 40 on average and fewer than 8 about 2 % of the time (it
-    # measured 0.46 here); chance and a broken reading path read none.
-    assert sum(e == t for e, t in zip(expected, truth)) >= 8
+    # A model at the bar (0.25) reads 10 of 40 on average and fewer than 6 about 4 % of the time (it
+    # measured 0.387 here: fewer than 6 one time in 4,000); chance and a broken reading path read none.
+    assert sum(e == t for e, t in zip(expected, truth)) >= 6
     assert len(list((photos / "shown").glob("*.png"))) == CROPS  # the earlier drawing of 00 written over
     assert "ms per photo" in out.stderr
 

@@ -260,7 +260,7 @@ def test_killed_training_resumes_with_the_same_command(small_synthetic_svhn, tmp
     import time
 
     cmd = [sys.executable, str(REPO / "train_and_test_svhn_data.py"), "--data", str(small_synthetic_svhn["h5"]),
-           "--results-dir", str(tmp_path), "--run-name", "killed", "--steps", "200", "--checkpoint-every", "50",
+           "--results-dir", str(tmp_path), "--run-name", "killed", "--steps", "100", "--checkpoint-every", "50",
            "--eval-every", "50", "--whole-photos", "0", "--no-progress"]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt = tmp_path / "killed" / "checkpoints" / "checkpoint"
@@ -274,6 +274,6 @@ def test_killed_training_resumes_with_the_same_command(small_synthetic_svhn, tmp
     assert again.returncode == 0, again.stderr[-3000:]
     assert "resumed from" in again.stdout + again.stderr
     metrics = json.loads((tmp_path / "killed" / "metrics.json").read_text())
-    assert metrics["steps"] == 200
+    assert metrics["steps"] == 100
     steps = [int(r.split(",")[0]) for r in (tmp_path / "killed" / "log.csv").read_text().splitlines()[1:]]
-    assert steps == sorted(set(steps)) and steps[-1] == 200
+    assert steps == sorted(set(steps)) and steps[-1] == 100
