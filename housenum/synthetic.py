@@ -405,10 +405,9 @@ def fit_label_stats(digitstruct_paths: Sequence[str | os.PathLike]) -> dict:
     def neighbour_corr(fn) -> float:
         pairs = [(v[0], v[1]) for r in records if len(r) >= 3 for v in [fn(r)]]
         a = np.array(pairs)
-        # tied values share their mean rank (Spearman's rho): ranks from argsort would order ties as the
-        # CPU's sort does (AVX-512 sorts order them otherwise), and the fit would differ between machines
-        ranks = scipy.stats.rankdata(a, axis=0)
-        return _round4(float(np.corrcoef(ranks[:, 0], ranks[:, 1])[0, 1]))
+        # Spearman's rho gives tied values their mean rank; ranks from argsort would order ties as the CPU's
+        # sort does (AVX-512 sorts order them otherwise), and the fit would differ between machines
+        return _round4(float(scipy.stats.spearmanr(a[:, 0], a[:, 1]).statistic))
 
     return {
         "format": 1,
