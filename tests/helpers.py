@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import importlib
+import io
+import subprocess
+from pathlib import Path
 
 import numpy as np
 
@@ -40,3 +45,25 @@ def tiny_config(steps: int = 12, keep_prob: float = 0.8, optimizer: str = "sgd",
         train=dataclasses.replace(base.train, batch_size=batch_size, checkpoint_every=every, eval_every=every,
                                   optimizer=optimizer, **train),
     )
+
+
+def run_script(script: str | Path, *args) -> subprocess.CompletedProcess:
+    """A top-level script (predict_real_images.py, layer_sweep.py, ...) run in this process as the shell
+    runs it, its main() through cli.run: the exit status, stdout and stderr as subprocess.run gives them.
+
+    For tests that run a script again and again, or only for what it prints: a process of its own imports
+    TensorFlow anew, 8-9 s of a 2-core CI machine each time. Each script also runs from the shell in at least
+    one test (its `if __name__ == "__main__"` line and the interpreter's start)."""
+    from housenum import cli
+
+    module = importlib.import_module(Path(script).stem)
+    argv = [str(a) for a in args]
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            cli.run(module.main, argv)
+        except SystemExit as done:
+            code = 0 if done.code is None else done.code if isinstance(done.code, int) else 1
+        else:  # pragma: no cover - cli.run always exits
+            code = 0
+    return subprocess.CompletedProcess([str(script), *argv], code, out.getvalue(), err.getvalue())

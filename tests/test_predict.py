@@ -21,6 +21,7 @@ from housenum.model import build_model  # noqa: E402
 from housenum.predict import Reader, answered_paths, collect_paths, draw_reading, find_model, Reading  # noqa: E402
 from housenum.sweep import letters_config  # noqa: E402
 from housenum.train import export_model  # noqa: E402
+from tests.helpers import run_script  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -81,8 +82,7 @@ def test_the_script_says_which_readers_it_passed_over(tmp_path):
     short = _finder_json(tmp_path / "results" / "finder", "synthetic SVHN-format data")
     photo = tmp_path / "wall.png"
     Image.new("L", (64, 48), 128).save(photo)
-    proc = subprocess.run([sys.executable, str(REPO / "predict_real_images.py"), str(photo), "--results-dir",
-                           str(tmp_path / "results")], capture_output=True, text=True, timeout=300)
+    proc = run_script("predict_real_images.py", photo, "--results-dir", tmp_path / "results")
     assert proc.returncode == 0, proc.stderr
     assert f"1 reader(s) trained on synthetic data under {tmp_path / 'results'}/ passed over" in proc.stderr
     assert str(demo) in proc.stderr and "models/reader" in proc.stderr
@@ -124,9 +124,7 @@ def test_a_finder_of_real_svhn_is_chosen_the_shipped_one_over_finders_of_synthet
 def test_a_letters_model_named_for_reading_numbers_is_a_one_line_error(results):
     with pytest.raises(HousenumError, match="another task.*letters.*not a house-number reader"):
         Reader(results / "baselines" / "seed_letters")
-    proc = subprocess.run([sys.executable, str(REPO / "predict_real_images.py"), str(REPO / "README.md"),
-                           "--model", str(results / "baselines" / "seed_letters")],
-                          capture_output=True, text=True, timeout=300)
+    proc = run_script("predict_real_images.py", REPO / "README.md", "--model", results / "baselines" / "seed_letters")
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "not a house-number reader" in proc.stderr
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 import sys
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 import run_all
 from housenum import download, report
 from housenum.digitstruct import write_digitstruct
+from tests.helpers import run_script
 
 OFFLINE = "cannot reach ufldl.stanford.edu (test: no network)"
 
@@ -22,8 +24,28 @@ def offline(monkeypatch):
     monkeypatch.setattr(run_all, "SYNTHETIC", run_all.Sizes(synthetic=150, steps=10, sweep_steps=6, letters_steps=6))
 
 
+class InProcess:
+    """Stands in for run_all's `subprocess`: each step's script runs in this process (tests.helpers.run_script)
+    instead of a process of its own that imports TensorFlow anew (four of the steps do, 8-9 s each on a
+    2-core CI machine). What run_all does with a step is the same; each script runs from the shell in tests
+    of its own."""
+
+    PIPE = subprocess.PIPE
+
+    @staticmethod
+    def run(cmd, stdout=None, text=True):
+        assert cmd[0] == sys.executable and text
+        proc = run_script(cmd[1], *cmd[2:])
+        sys.stderr.write(proc.stderr)
+        if stdout is None:  # not captured: to the terminal, as the process's own output would go
+            sys.stdout.write(proc.stdout)
+            proc.stdout = None
+        return proc
+
+
 def test_offline_main_command_runs_to_the_report(tmp_path, offline, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(run_all, "subprocess", InProcess)
     with pytest.raises(SystemExit) as done:
         run_all.cli.run(run_all.main, ["--data-dir", "data", "--results-dir", "results", "--sweep-layers", "1",
                                        "--synthetic-letters", "20", "--no-progress"])

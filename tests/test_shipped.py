@@ -4,8 +4,6 @@ the edge of a large photo, and answers "no number found" for photos without one.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +13,7 @@ from PIL import Image
 pytest.importorskip("tensorflow")
 
 from housenum.predict import NO_NUMBER, SHIPPED, PhotoReader, Reader, find_finder, find_model  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import run_script  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -102,8 +99,7 @@ def test_a_number_near_the_edge_of_a_large_photo_is_found_and_read(shipped, edge
     found, right, wrong = found_right_wrong(readings, edge_photos)
     assert found >= 7 and right >= 6 and wrong <= 2, (found, right, wrong, [r.text for r in readings])
     # the same through the script, from the JPEG files, with the shipped models as the fallback
-    out = subprocess.run([sys.executable, str(REPO / "predict_real_images.py"), *(str(p) for p, _, _ in edge_photos),
-                          "--results-dir", str(tmp_path / "none")], capture_output=True, text=True, timeout=300)
+    out = run_script("predict_real_images.py", *(p for p, _, _ in edge_photos), "--results-dir", tmp_path / "none")
     assert out.returncode == 0, out.stderr
     assert "models/reader" in out.stderr and "models/finder" in out.stderr
     answers = [line.split("\t")[1] for line in out.stdout.splitlines()]
@@ -150,8 +146,7 @@ def test_iphone_heic_photos_are_read_upright_as_the_same_photos_in_jpeg(shipped,
             else:
                 im.save(folder / f"{i}.heic", quality=90)
     jpeg = shipped.read_images([open_photo(p)[0] for p, _, _ in cases])
-    out = subprocess.run([sys.executable, str(REPO / "predict_real_images.py"), str(folder),
-                          "--results-dir", str(tmp_path / "none")], capture_output=True, text=True, timeout=300)
+    out = run_script("predict_real_images.py", folder, "--results-dir", tmp_path / "none")
     assert out.returncode == 0, out.stderr
     lines = [line.split("\t") for line in out.stdout.splitlines()]
     assert [Path(line[0]).name for line in lines] == ["0.heic", "1.heic", "2.heic"]

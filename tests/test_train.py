@@ -18,7 +18,7 @@ from housenum.config import ModelConfig  # noqa: E402
 from housenum.errors import DataError, HousenumError  # noqa: E402
 from housenum.model import build_model  # noqa: E402
 from housenum.train import BatchOrder, Trainer, TrainingError, per_example_loss  # noqa: E402
-from tests.helpers import random_data, tiny_config  # noqa: E402
+from tests.helpers import random_data, run_script, tiny_config  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -153,13 +153,16 @@ WORKER = [sys.executable, str(REPO / "tests" / "_train_worker.py")]
 @pytest.fixture(scope="module")
 def one_worker(tmp_path_factory):
     """The weights of one worker with one replica taking the same global batches: the baseline both
-    distribution tests compare to, trained once (they share an xdist group, so one worker holds it)."""
-    out = tmp_path_factory.mktemp("one_worker")
-    proc = subprocess.run(WORKER + ["default", str(out / "run"), str(out / "one.npz")], env=_worker_env(),
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "replicas 1" in proc.stdout
-    return np.load(out / "one.npz")
+    distribution tests compare to, trained once (they share an xdist group, so one worker holds it). As
+    _train_worker.py trains under the default strategy, but in this process: no TensorFlow start-up."""
+    from housenum.train import make_strategy
+
+    strategy = make_strategy("default")
+    trainer = Trainer(tiny_config(steps=12, keep_prob=1.0), random_data(), tmp_path_factory.mktemp("one_worker"),
+                      strategy=strategy, progress=False)
+    trainer.fit()
+    assert strategy.num_replicas_in_sync == 1
+    return {f"arr_{i}": v.numpy() for i, v in enumerate(trainer.model.weights)}
 
 
 @pytest.mark.xdist_group("distribution")
@@ -178,7 +181,7 @@ def test_two_workers_match_one_worker(tmp_path, one_worker):
         assert p.returncode == 0, out[-3000:]
         assert "replicas 2" in out
     w0, w1 = (np.load(tmp_path / f) for f in ("w0.npz", "w1.npz"))
-    assert len(w0.files) == len(one_worker.files) > 10
+    assert len(w0.files) == len(one_worker) > 10
     for k in w0.files:
         np.testing.assert_array_equal(w0[k], w1[k])
         np.testing.assert_allclose(w0[k], one_worker[k], rtol=1e-4, atol=1e-5)
@@ -194,8 +197,8 @@ def test_two_local_replicas_match_one(tmp_path, one_worker):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "replicas 2" in proc.stdout
     two = np.load(tmp_path / "two.npz")
-    assert len(two.files) == len(one_worker.files) > 10
-    for k in one_worker.files:
+    assert len(two.files) == len(one_worker) > 10
+    for k in one_worker:
         np.testing.assert_allclose(two[k], one_worker[k], rtol=1e-4, atol=1e-5)
 
 
@@ -270,7 +273,7 @@ def test_killed_training_resumes_with_the_same_command(small_synthetic_svhn, tmp
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert ckpt.exists(), "no checkpoint was written before the kill"
-    again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    again = run_script(*cmd[1:])  # the same command, in this process: no second TensorFlow start-up
     assert again.returncode == 0, again.stderr[-3000:]
     assert "resumed from" in again.stdout + again.stderr
     metrics = json.loads((tmp_path / "killed" / "metrics.json").read_text())
