@@ -67,7 +67,7 @@ def mirror_data(tmp_path_factory, mirror_dir: Path) -> Path:
     return data_dir
 
 
-N_SYNTHETIC = 3000  # train numbers for the shared synthetic data; test and extra follow split_sizes
+N_SYNTHETIC = 1500  # train numbers for the end-to-end training; test and extra follow split_sizes
 N_SMALL = 400  # train numbers for tests that need a working data set, not a trainable one
 
 
