@@ -263,8 +263,8 @@ def test_killed_training_resumes_with_the_same_command(small_synthetic_svhn, tmp
     import time
 
     cmd = [sys.executable, str(REPO / "train_and_test_svhn_data.py"), "--data", str(small_synthetic_svhn["h5"]),
-           "--results-dir", str(tmp_path), "--run-name", "killed", "--steps", "100", "--checkpoint-every", "50",
-           "--eval-every", "50", "--whole-photos", "0", "--no-progress"]
+           "--results-dir", str(tmp_path), "--run-name", "killed", "--steps", "40", "--checkpoint-every", "20",
+           "--eval-every", "20", "--whole-photos", "0", "--no-progress"]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt = tmp_path / "killed" / "checkpoints" / "checkpoint"
     deadline = time.time() + 300
@@ -277,6 +277,6 @@ def test_killed_training_resumes_with_the_same_command(small_synthetic_svhn, tmp
     assert again.returncode == 0, again.stderr[-3000:]
     assert "resumed from" in again.stdout + again.stderr
     metrics = json.loads((tmp_path / "killed" / "metrics.json").read_text())
-    assert metrics["steps"] == 100
+    assert metrics["steps"] == 40
     steps = [int(r.split(",")[0]) for r in (tmp_path / "killed" / "log.csv").read_text().splitlines()[1:]]
-    assert steps == sorted(set(steps)) and steps[-1] == 100
+    assert steps == sorted(set(steps)) and steps[-1] == 40
