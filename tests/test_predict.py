@@ -194,19 +194,7 @@ def test_photos_are_read_a_batch_at_a_time_in_order_with_errors_in_place(tmp_pat
     assert [r.text for r in read_photos(Widths(), paths, batch=2)] == [r.text for r in flat]
 
 
-def _predict_in_process(argv: list[str], capsys) -> tuple[int, str, str]:
-    """predict_real_images.py run in this process, as the shell runs it (cli.run): exit status, stdout, stderr.
-    For a test's repeat runs of the script: each process of its own would import TensorFlow anew (~5 s)."""
-    import predict_real_images
-
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as done:
-        predict_real_images.cli.run(predict_real_images.main, argv)
-    out = capsys.readouterr()
-    return done.value.code, out.out, out.err
-
-
-def test_an_interrupted_run_with_out_continues_where_it_stopped(tmp_path, results, capsys, monkeypatch):
+def test_an_interrupted_run_with_out_continues_where_it_stopped(tmp_path, results, monkeypatch):
     """A folder read with --out, stopped part way (the last line cut short): the same command again reads
     only the photos without an answer, and the file ends with one whole line per photo, in order. The first
     run is a process of its own, as from the shell; the others run in this process (the same main)."""
@@ -223,19 +211,19 @@ def test_an_interrupted_run_with_out_continues_where_it_stopped(tmp_path, result
     assert whole == first.stdout.splitlines() and [line.split("\t")[0] for line in whole] == [
         str(photos / f"{i}.png") for i in range(4)]
     out.write_text("\n".join(whole[:2]) + "\n" + whole[2][:7])  # stopped while writing the third line
-    code, stdout, stderr = _predict_in_process(args, capsys)
-    assert code == 0, stderr
-    assert "2 of 4 photo(s) already answered" in stderr and stdout.splitlines() == whole[2:]
+    again = run_script("predict_real_images.py", *args)
+    assert again.returncode == 0, again.stderr
+    assert "2 of 4 photo(s) already answered" in again.stderr and again.stdout.splitlines() == whole[2:]
     assert out.read_text().splitlines() == whole
     # the same photos named another way (relative to the working folder) are the same photos
     monkeypatch.chdir(tmp_path)
-    code, stdout, stderr = _predict_in_process(["./photos/"] + args[1:], capsys)
-    assert code == 0 and stdout == "" and "4 of 4" in stderr, stderr
+    again = run_script("predict_real_images.py", "./photos/", *args[1:])
+    assert again.returncode == 0 and again.stdout == "" and "4 of 4" in again.stderr, again.stderr
     # a file that is not a readings file is not written to
     notes = tmp_path / "notes.txt"
     notes.write_text("shopping list\n")
-    code, _, stderr = _predict_in_process(args[:-4] + ["--out", str(notes)], capsys)
-    assert code == 1 and "holds no readings" in stderr and notes.read_text() == "shopping list\n"
+    again = run_script("predict_real_images.py", *args[:-4], "--out", notes)
+    assert again.returncode == 1 and "holds no readings" in again.stderr and notes.read_text() == "shopping list\n"
     with pytest.raises(HousenumError, match="is not a folder: make it"):
         answered_paths(tmp_path / "no-such-folder" / "readings.tsv")
     with pytest.raises(HousenumError, match="is a folder"):

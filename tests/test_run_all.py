@@ -43,14 +43,13 @@ class InProcess:
         return proc
 
 
-def test_offline_main_command_runs_to_the_report(tmp_path, offline, capsys, monkeypatch):
+def test_offline_main_command_runs_to_the_report(tmp_path, offline, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(run_all, "subprocess", InProcess)
-    with pytest.raises(SystemExit) as done:
-        run_all.cli.run(run_all.main, ["--data-dir", "data", "--results-dir", "results", "--sweep-layers", "1",
-                                       "--synthetic-letters", "20", "--no-progress"])
-    out = capsys.readouterr().out
-    assert done.value.code == 0, out[-3000:]
+    done = run_script("run_all.py", "--data-dir", "data", "--results-dir", "results", "--sweep-layers", "1",
+                      "--synthetic-letters", "20", "--no-progress")
+    out = done.stdout
+    assert done.returncode == 0, out[-3000:] + done.stderr[-3000:]
     first = [line for line in out.splitlines() if line.strip()][0]
     assert first.startswith("offline (" + OFFLINE) and "synthetic" in first
     page_path = tmp_path / "results" / "report.html"
@@ -74,12 +73,10 @@ def test_offline_main_command_runs_to_the_report(tmp_path, offline, capsys, monk
     assert len([r for r in csv_rows if r.startswith("fc-1,")]) >= 3
 
 
-def test_real_only_stops_offline_with_one_line(tmp_path, offline, capsys):
-    with pytest.raises(SystemExit) as done:
-        run_all.cli.run(run_all.main, ["--data-dir", str(tmp_path / "d"), "--results-dir", str(tmp_path / "r"),
-                                       "--real-only"])
-    err = capsys.readouterr().err.strip()
-    assert done.value.code == 1 and "\n" not in err
+def test_real_only_stops_offline_with_one_line(tmp_path, offline):
+    done = run_script("run_all.py", "--data-dir", tmp_path / "d", "--results-dir", tmp_path / "r", "--real-only")
+    err = done.stderr.strip()
+    assert done.returncode == 1 and "\n" not in err
     assert OFFLINE in err and "--real-only" in err
     assert not (tmp_path / "d").exists()
 
@@ -100,17 +97,11 @@ def test_readings_table_puts_the_truth_beside_each_reading(tmp_path):
     assert "1 of 2 read right" in table
 
 
-def test_regenerating_synthetic_data_says_what_it_replaces(tmp_path, capsys):
-    import download_and_extract
-
-    argv = ["--datasets", "svhn-test", "--data-dir", str(tmp_path), "--no-progress"]
-    with pytest.raises(SystemExit):
-        download_and_extract.run(download_and_extract.main, ["--synthetic", "8", *argv])
-    first = capsys.readouterr().out
+def test_regenerating_synthetic_data_says_what_it_replaces(tmp_path):
+    argv = ["--datasets", "svhn-test", "--data-dir", tmp_path, "--no-progress"]
+    first = run_script("download_and_extract.py", "--synthetic", "8", *argv).stdout
     assert "replaced" not in first.replace("0 replaced", "")
-    with pytest.raises(SystemExit):
-        download_and_extract.run(download_and_extract.main, ["--synthetic", "16", *argv])
-    second = capsys.readouterr().out
+    second = run_script("download_and_extract.py", "--synthetic", "16", *argv).stdout
     line = next(line for line in second.splitlines() if line.startswith("replaced:"))
     assert "--synthetic 8, seed 0" in line and "--synthetic 16, seed 0" in line and "svhn/test" in line
     assert "1 replaced" in second
