@@ -22,11 +22,7 @@ else:
 
 import numpy as np  # noqa: E402
 
-from tests.helpers import random_data, tiny_config  # noqa: E402
-from housenum.train import Trainer  # noqa: E402
+from tests.helpers import train_tiny  # noqa: E402
 
-trainer = Trainer(tiny_config(steps=12, keep_prob=1.0), random_data(), sys.argv[2], strategy=strategy,
-                  progress=False)
-trainer.fit()
-np.savez(sys.argv[3], *[v.numpy() for v in trainer.model.weights])
+np.savez(sys.argv[3], *train_tiny(strategy, sys.argv[2]))
 print("replicas", strategy.num_replicas_in_sync)

@@ -47,6 +47,16 @@ def tiny_config(steps: int = 12, keep_prob: float = 0.8, optimizer: str = "sgd",
     )
 
 
+def train_tiny(strategy, run_dir) -> list[np.ndarray]:
+    """The distribution tests' run: a tiny network, 12 steps of the same global batches, under `strategy`
+    (tests/_train_worker.py in a process of its own, or the default strategy in the test's); its weights."""
+    from housenum.train import Trainer
+
+    trainer = Trainer(tiny_config(steps=12, keep_prob=1.0), random_data(), run_dir, strategy=strategy, progress=False)
+    trainer.fit()
+    return [v.numpy() for v in trainer.model.weights]
+
+
 def run_script(script: str | Path, *args) -> subprocess.CompletedProcess:
     """A top-level script (predict_real_images.py, layer_sweep.py, ...) run in this process as the shell
     runs it, its main() through cli.run: the exit status, stdout and stderr as subprocess.run gives them.

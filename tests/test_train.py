@@ -18,7 +18,7 @@ from housenum.config import ModelConfig  # noqa: E402
 from housenum.errors import DataError, HousenumError  # noqa: E402
 from housenum.model import build_model  # noqa: E402
 from housenum.train import BatchOrder, Trainer, TrainingError, per_example_loss  # noqa: E402
-from tests.helpers import random_data, run_script, tiny_config  # noqa: E402
+from tests.helpers import random_data, run_script, tiny_config, train_tiny  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -158,11 +158,9 @@ def one_worker(tmp_path_factory):
     from housenum.train import make_strategy
 
     strategy = make_strategy("default")
-    trainer = Trainer(tiny_config(steps=12, keep_prob=1.0), random_data(), tmp_path_factory.mktemp("one_worker"),
-                      strategy=strategy, progress=False)
-    trainer.fit()
     assert strategy.num_replicas_in_sync == 1
-    return {f"arr_{i}": v.numpy() for i, v in enumerate(trainer.model.weights)}
+    weights = train_tiny(strategy, tmp_path_factory.mktemp("one_worker"))
+    return {f"arr_{i}": w for i, w in enumerate(weights)}  # the names np.savez gives the workers' arrays
 
 
 @pytest.mark.xdist_group("distribution")
@@ -263,7 +261,7 @@ def test_killed_training_resumes_with_the_same_command(small_synthetic_svhn, tmp
     import time
 
     cmd = [sys.executable, str(REPO / "train_and_test_svhn_data.py"), "--data", str(small_synthetic_svhn["h5"]),
-           "--results-dir", str(tmp_path), "--run-name", "killed", "--steps", "40", "--checkpoint-every", "20",
+           "--results-dir", str(tmp_path), "--run-name", "killed", "--steps", "60", "--checkpoint-every", "20",
            "--eval-every", "20", "--whole-photos", "0", "--no-progress"]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt = tmp_path / "killed" / "checkpoints" / "checkpoint"
@@ -271,12 +269,12 @@ def test_killed_training_resumes_with_the_same_command(small_synthetic_svhn, tmp
     while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    assert proc.wait() == -signal.SIGKILL, "the run finished before it was killed"
     assert ckpt.exists(), "no checkpoint was written before the kill"
     again = run_script(*cmd[1:])  # the same command, in this process: no second TensorFlow start-up
     assert again.returncode == 0, again.stderr[-3000:]
     assert "resumed from" in again.stdout + again.stderr
     metrics = json.loads((tmp_path / "killed" / "metrics.json").read_text())
-    assert metrics["steps"] == 40
+    assert metrics["steps"] == 60
     steps = [int(r.split(",")[0]) for r in (tmp_path / "killed" / "log.csv").read_text().splitlines()[1:]]
-    assert steps == sorted(set(steps)) and steps[-1] == 40
+    assert steps == sorted(set(steps)) and steps[-1] == 60
