@@ -143,6 +143,24 @@ def test_letterbox_input_is_standardised_content_and_zero_padding():
     assert not x[:t].any() and not x[b:].any()
 
 
+def test_the_read_blur_softens_the_input_and_nothing_else():
+    """A crisp edge spreads over more pixels; the input stays standardised, padded and placed the same."""
+    a = np.full((50, 200), 40, np.uint8)
+    a[:, 100:] = 220  # one sharp vertical edge
+    img = Image.fromarray(a, "L")
+    x0, lb0 = letterbox(img, 64)
+    x1, lb1 = letterbox(img, 64, blur=1.0)
+    assert lb0 == lb1
+    l, t, r, b = lb1.content
+    inner = x1[t:b, l:r]
+    assert abs(inner.mean()) < 1e-3 and abs(inner.std() - 1) < 1e-3 and not x1[:t].any() and not x1[b:].any()
+    row0, row1 = x0[(t + b) // 2], x1[(t + b) // 2]
+    between = lambda row: int(((row > row.min() + 0.1) & (row < row.max() - 0.1)).sum())  # noqa: E731
+    assert between(row1) > between(row0) >= 0 and np.array_equal(x0, letterbox(img, 64, blur=0.0)[0])
+    with pytest.raises(HousenumError, match="read_blur"):
+        FinderConfig(read_blur=-1.0)
+
+
 def test_grid_targets_decode_to_the_same_box():
     cfg = FinderConfig(input_size=64)
     boxes = np.array([[3.0, 40.5, 30.0, 52.0], [np.nan] * 4, [0.0, 0.0, 64.0, 64.0]], np.float32)
@@ -309,6 +327,33 @@ def test_training_chooses_a_tile_threshold_and_add_tiles_chooses_it_again(traine
     assert again["tiles"]["test"] == pytest.approx(meta["tiles"]["test"], nan_ok=True)
     with pytest.raises(HousenumError, match="no finder"):
         add_tiles(tmp_path / "none", svhn_dir)
+
+
+def test_recalibrating_sets_the_read_blur_and_chooses_how_to_read_again(trained, svhn_dir, tmp_path):
+    """--recalibrate: the finder reads with the new blur, its threshold, passes and tile threshold chosen
+    again on the same validation scenes read that way (as training chooses them); the old choices kept."""
+    import shutil
+
+    out, meta = trained
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    assert Finder(copy).cfg.read_blur == 0.0
+    # recalibrating with the blur it already has chooses what training chose
+    same = main(["--data-dir", str(svhn_dir), "--out", str(copy), "--recalibrate", "--read-blur", "0"])
+    again = json.loads((copy / "finder.json").read_text())
+    assert same == 0 and again["threshold"] == pytest.approx(meta["threshold"]) and again["refine"] == meta["refine"]
+    assert again["tile_threshold"] == pytest.approx(meta["tile_threshold"])
+    assert main(["--data-dir", str(svhn_dir), "--out", str(copy), "--recalibrate", "--read-blur", "1.5"]) == 0
+    blurred = json.loads((copy / "finder.json").read_text())
+    assert blurred["config"]["read_blur"] == 1.5 and blurred["before_recalibration"]["config"]["read_blur"] == 0.0
+    assert blurred["before_recalibration"]["threshold"] == pytest.approx(meta["threshold"])
+    assert blurred["threshold"] != pytest.approx(meta["threshold"])  # other inputs, other scores
+    assert blurred["test"]["used"] == PASSES[blurred["refine"]] and blurred["tile_threshold"] >= blurred["threshold"]
+    finder = Finder(copy)
+    assert finder.cfg.read_blur == 1.5 and finder.threshold == pytest.approx(blurred["threshold"])
+    photo = scene_photos(load_sources([svhn_dir / "svhn" / "test"]), "valid", 0, 1, EASY)[0]
+    scores = [locate(f, [photo], 0)[0][0] for f in (Finder(out), finder)]
+    assert scores[0] != pytest.approx(scores[1])  # the blur reaches the network's input
 
 
 def test_find_boxes_follow_exif_orientation(trained):
