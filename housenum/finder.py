@@ -17,7 +17,7 @@ Commands:
     python -m housenum.finder --data-dir data/synthetic --out results/finder --steps 3000 --seed 0
     python -m housenum.finder --data-dir /tmp/finder_syn --out /tmp/finder_model --steps 300 --train-scenes 2000
     python -m housenum.finder --data-dir data/synthetic --out models/finder --add-tiles   # no training
-    python -m housenum.finder --data-dir data/synthetic --out models/finder --recalibrate --read-blur 1   # no training
+    python -m housenum.finder --data-dir data/synthetic --out models/finder --recalibrate --read-blur 0.5   # no training
 
 `--data-dir` holds svhn/{train,extra,test} (what `download_and_extract.py` writes) or is that svhn folder.
 Scenes for training come from train (+ extra) through `housenum.scenes`; validation and test scenes from
@@ -92,9 +92,10 @@ class FinderConfig:
     # Reading only: each look's letterboxed input is blurred by a Gaussian of this sigma (input pixels) before
     # the network sees it. The training scenes come from SVHN-like photos, soft at S x S; a sharp phone photo
     # of a clean plate, shrunk to S x S, is crisper than any of them, and the finder shipped 2026-12-01 boxed
-    # such numbers badly (bench/crisp_numbers.py: found box IoU >= 0.5 for 50 % of them; 93 % with a blur of
-    # 1 px, while synthetic test photos read as well as before). Thresholds and refining passes are chosen
-    # on validation scenes read the same way (at training, or later with `--recalibrate`).
+    # such numbers badly (bench/crisp_numbers.py, 400 photos: box IoU >= 0.5 for 56 %; 72 % read with 0.5 px,
+    # its thresholds chosen again, synthetic test photos read within 0.25 points: README, "Crisp photos").
+    # Thresholds and refining passes are chosen on validation scenes read the same way (at training, or
+    # later with `--recalibrate`).
     read_blur: float = 0.0
     eval_every: int = 500
     seed: int = 0
