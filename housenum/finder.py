@@ -816,16 +816,21 @@ def choose_reading(finder, test_src: list[Source], cfg: FinderConfig, scene_cfg:
             "tile_threshold": tiles["validation"]["tile_threshold"], "tiles": tiles}
 
 
+def _trained_finder(folder: Path | str, data_dir: Path | str) -> tuple["Finder", list[Source], SceneConfig]:
+    """A trained finder, the test-split photos of the data it was trained on (its validation and test
+    scenes' sources) and its scene settings: what changing how it reads, without retraining, starts from."""
+    from housenum.config import build_settings
+
+    finder = Finder(folder)
+    _, test_folder = svhn_folders(data_dir)
+    return finder, load_sources([test_folder]), build_settings(SceneConfig, finder.meta["scene_config"])
+
+
 def recalibrate(folder: Path | str, data_dir: Path | str, read_blur: float, log=print) -> dict:
     """Set a trained finder's read blur and choose again how it reads (`choose_reading`) on the validation
     scenes of the data it was trained on (same seed and scene settings), without retraining; rewrite its
     finder.json (the earlier choices kept under "before_recalibration"). Returns the new finder.json content."""
-    finder = Finder(folder)
-    _, test_folder = svhn_folders(data_dir)
-    test_src = load_sources([test_folder])
-    from housenum.config import build_settings
-
-    scene_cfg = build_settings(SceneConfig, finder.meta["scene_config"])
+    finder, test_src, scene_cfg = _trained_finder(folder, data_dir)
     finder.cfg = cfg = replace(finder.cfg, read_blur=float(read_blur))
     valid, vphotos = scenes_and_photos(test_src, "valid", cfg.seed, cfg.valid_scenes, cfg.input_size, scene_cfg)
     reading = choose_reading(finder, test_src, cfg, scene_cfg, valid, vphotos, log)
@@ -854,12 +859,7 @@ def add_tiles(folder: Path | str, data_dir: Path | str, log=print) -> dict:
     """Give a trained finder the second look at tiles without retraining it: choose its tile threshold on
     the validation scenes of the data it was trained on (same seed and scene settings) and rewrite its
     finder.json with the threshold and the test scenes' figures. Returns the new finder.json content."""
-    finder = Finder(folder)
-    _, test_folder = svhn_folders(data_dir)
-    test_src = load_sources([test_folder])
-    from housenum.config import build_settings
-
-    scene_cfg = build_settings(SceneConfig, finder.meta["scene_config"])
+    finder, test_src, scene_cfg = _trained_finder(folder, data_dir)
     cfg = finder.cfg
     test, tphotos = scenes_and_photos(test_src, "test", cfg.seed, cfg.test_scenes, cfg.input_size, scene_cfg)
     tiles = tile_figures(finder, test_src, cfg, scene_cfg, test, tphotos, log=log)
