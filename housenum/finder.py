@@ -659,7 +659,7 @@ def calibrate_tiles(finder, test_src: list[Source], cfg: FinderConfig, scene_cfg
     if valid is None:
         scenes = [make_scene(test_src, cfg.seed, i, scene_cfg, stream="valid") for i in range(cfg.valid_scenes)]
         valid = [sc.image for sc in scenes], np.array([sc.box is not None for sc in scenes])
-    blank_cfg = replace(scene_cfg, negative_share=1.0, original_share=0.0, framed_share=0.0)
+    blank_cfg = replace(scene_cfg, negative_share=1.0, original_share=0.0, framed_share=0.0, crisp_share=0.0)
     blank = [make_scene(test_src, cfg.seed, i, blank_cfg, stream="valid-no-number") for i in range(cfg.valid_scenes)]
     photos = list(valid[0]) + [sc.image for sc in blank]
     positive = np.concatenate([valid[1], [sc.box is not None for sc in blank]]).astype(bool)
@@ -895,6 +895,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="chance a scene pastes only the number and a little around it, not the whole photo")
     p.add_argument("--neighbour-prob", type=float, default=sd.neighbour_prob,
                    help="chance a letters-only sign is drawn right beside the pasted number")
+    p.add_argument("--crisp-share", type=float, default=sd.crisp_share,
+                   help="share of scenes whose number is drawn flat and left sharp (a clean plate's phone photo)")
     p.add_argument("--read-blur", type=float, default=d.read_blur,
                    help="sigma (input pixels) of a Gaussian blur on the finder's input when reading (FinderConfig)")
     p.add_argument("--recalibrate", action="store_true",
@@ -918,7 +920,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                        valid_scenes=args.valid_scenes, test_scenes=args.test_scenes, eval_every=args.eval_every,
                        read_blur=args.read_blur, seed=args.seed)
     scene_cfg = SceneConfig(original_share=args.original_share, number_region_prob=args.number_region_prob,
-                            neighbour_prob=args.neighbour_prob)
+                            neighbour_prob=args.neighbour_prob, crisp_share=args.crisp_share)
     meta = train_finder(args.data_dir, args.out, cfg, scene_cfg, workers=args.workers)
     used = meta["test"]["used"]
     m = meta["test"][used]

@@ -91,6 +91,32 @@ def test_framed_scenes_are_the_number_filling_the_frame(svhn_dir):
         SceneConfig(negative_share=0.5, original_share=0.3, framed_share=0.3)
 
 
+def test_crisp_scenes_are_sharp_digits_inside_their_ink_box(svhn_dir):
+    """A clean plate's phone photo: the number drawn at its final size, not degraded, its box the ink's."""
+    sources = load_sources([svhn_dir / "svhn" / "train"])
+    cfg = dataclasses.replace(SMALL, negative_share=0.0, original_share=0.0, framed_share=0.0, crisp_share=1.0,
+                              long_side=(300, 400))
+    for i in range(20):
+        s = make_scene(sources, 4, i, cfg)
+        again = make_scene(sources, 4, i, cfg)
+        assert s.kind == "crisp" and s.box == again.box
+        assert np.array_equal(np.asarray(s.image), np.asarray(again.image))
+        l, t, r, b = s.box
+        assert 0 <= l < r <= s.image.width and 0 <= t < b <= s.image.height
+        a = np.asarray(s.image, np.float32)
+        inside = a[t:b, l:r]
+        # ink and what is under it differ by >= 0.3 of the range, and the step between them is sharp: a
+        # neighbouring pair of pixels inside the box spans most of it (a blur of 1 px would halve it)
+        assert inside.max() - inside.min() >= 0.3 * 255 - 2, i
+        assert max(np.abs(np.diff(inside, axis=1)).max(), np.abs(np.diff(inside, axis=0)).max()) >= 0.2 * 255, i
+        # tight: each edge of the box touches ink (its anti-aliased rim at least, as the generator's boxes do)
+        for edge in (inside[0], inside[-1], inside[:, 0], inside[:, -1]):
+            assert np.ptp(edge) > 0, i
+    # the share is checked with the others
+    with pytest.raises(DataError, match="crisp_share"):
+        SceneConfig(negative_share=0.5, crisp_share=0.6)
+
+
 def test_a_neighbour_sign_stands_beside_the_number_never_over_it():
     from housenum.scenes import _neighbour
 
@@ -396,13 +422,14 @@ def test_the_command_takes_the_scene_mix_and_records_it(svhn_dir, tmp_path):
     assert main(["--data-dir", str(svhn_dir), "--out", str(out), "--steps", "2", "--train-scenes", "16",
                  "--valid-scenes", "8", "--test-scenes", "8", "--eval-every", "2", "--workers", "1",
                  "--batch-size", "8", "--original-share", "0.3", "--number-region-prob", "0.25",
-                 "--neighbour-prob", "0.2"]) == 0
+                 "--neighbour-prob", "0.2", "--crisp-share", "0.1"]) == 0
     meta = json.loads((out / "finder.json").read_text())
     # folders made by the generator without step 1's extraction record: of unknown origin, so not real SVHN
     # (predict_real_images.py then prefers the shipped finder to this one)
     assert meta["data"]["trained_on"].startswith("SVHN of mixed or unknown origin (train: unknown")
     scene = meta["scene_config"]
     assert scene["original_share"] == 0.3 and scene["number_region_prob"] == 0.25 and scene["neighbour_prob"] == 0.2
+    assert scene["crisp_share"] == 0.1
     assert scene["negative_share"] == SceneConfig().negative_share  # the rest as the scene config says
     # a mix that cannot be (shares over 1) is refused before any scene is made
     with pytest.raises(DataError, match="must be <= 1"):
