@@ -274,18 +274,17 @@ def _crisp(rng: np.random.Generator, config: SceneConfig) -> tuple[Image.Image, 
     x, y = int(rng.integers(0, max(1, sw - (r - l)))), int(rng.integers(0, max(1, sh - (b - t))))
     draw.text((x - l, y - t), text, font=font, fill=255)
     box = ink.getbbox() or (x, y, x + 1, y + 1)
-    a = wall
     if rng.random() < 0.5:  # a plate behind the digits, a margin of 0.1-0.5 of their height each side
-        m = (rng.uniform(0.1, 0.5, 4) * (box[3] - box[1])).astype(int)
-        pl, pt = max(0, box[0] - m[0]), max(0, box[1] - m[1])
-        pr, pb = min(sw, box[2] + m[2]), min(sh, box[3] + m[3])
-        a[pt:pb, pl:pr] = rng.uniform(0.05, 0.95)
-    under = float(a[box[1]:box[3], box[0]:box[2]].mean())
+        pad = (rng.uniform(0.1, 0.5, 4) * (box[3] - box[1])).astype(int)
+        pl, pt = max(0, box[0] - pad[0]), max(0, box[1] - pad[1])
+        pr, pb = min(sw, box[2] + pad[2]), min(sh, box[3] + pad[3])
+        wall[pt:pb, pl:pr] = rng.uniform(0.05, 0.95)
+    under = float(wall[box[1]:box[3], box[0]:box[2]].mean())
     tone = rng.uniform(0.0, 1.0)
     while abs(tone - under) < 0.3:  # ink that stands out from what is under it
         tone = rng.uniform(0.0, 1.0)
     m = np.asarray(ink, np.float32) / 255.0
-    scene = _to_image(a * (1 - m) + tone * m)
+    scene = _to_image(wall * (1 - m) + tone * m)
     number_box = _clip_box(box, size)
     _distractors(rng, scene, number_box, int(rng.integers(0, config.max_distractors + 1)), allow_patch=True)
     return scene, number_box
