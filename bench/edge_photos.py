@@ -91,7 +91,7 @@ def main(argv=None) -> int:
         from housenum.scenes import SceneConfig, make_scene
 
         sources = load_sources([Path(args.scenes_dir)])
-        cfg = SceneConfig(negative_share=1.0, original_share=0.0, framed_share=0.0)
+        cfg = SceneConfig().no_number()
         blank = [make_scene(sources, 0, i, cfg, stream="no-number").image.convert("L") for i in range(args.n)]
     for name, tile in looks:
         finder.tile_threshold = tile

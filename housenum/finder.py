@@ -659,7 +659,7 @@ def calibrate_tiles(finder, test_src: list[Source], cfg: FinderConfig, scene_cfg
     if valid is None:
         scenes = [make_scene(test_src, cfg.seed, i, scene_cfg, stream="valid") for i in range(cfg.valid_scenes)]
         valid = [sc.image for sc in scenes], np.array([sc.box is not None for sc in scenes])
-    blank_cfg = replace(scene_cfg, negative_share=1.0, original_share=0.0, framed_share=0.0, crisp_share=0.0)
+    blank_cfg = scene_cfg.no_number()
     blank = [make_scene(test_src, cfg.seed, i, blank_cfg, stream="valid-no-number") for i in range(cfg.valid_scenes)]
     photos = list(valid[0]) + [sc.image for sc in blank]
     positive = np.concatenate([valid[1], [sc.box is not None for sc in blank]]).astype(bool)

@@ -74,7 +74,7 @@ def whole_photo_metrics(photo_reader, test_dir: Path, limit: int = 1000, negativ
     if negatives:
         # no-number photos: generated, since no photo set of ours is known to hold no number
         sources = load_sources([test_dir])
-        cfg = SceneConfig(negative_share=1.0, original_share=0.0, framed_share=0.0)
+        cfg = SceneConfig().no_number()
         blank = [make_scene(sources, seed, i, cfg, stream="no-number").image for i in range(negatives)]
         said = photo_reader.read_images(blank)
         out["no_number_n"] = negatives

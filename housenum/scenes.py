@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -81,6 +81,12 @@ class SceneConfig:
             raise DataError(f"SceneConfig.number_width: expected 0 < low <= high <= 1, got {self.number_width}")
         if not 32 <= self.long_side[0] <= self.long_side[1]:
             raise DataError(f"SceneConfig.long_side: expected 32 <= low <= high, got {self.long_side}")
+
+    def no_number(self) -> SceneConfig:
+        """The same settings drawing only scenes with no number: for rates of no-number scenes taken or read.
+        Every share of a kind with a number is set to 0 here, in one place, so a new kind cannot leak in."""
+        positive = {f.name: 0.0 for f in fields(self) if f.name.endswith("_share") and f.name != "negative_share"}
+        return replace(self, negative_share=1.0, **positive)
 
 
 @dataclass(frozen=True)

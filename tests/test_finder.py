@@ -139,10 +139,20 @@ def test_a_neighbour_sign_stands_beside_the_number_never_over_it():
 
 def test_negative_scenes_have_no_box(svhn_dir):
     sources = load_sources([svhn_dir / "svhn" / "test"])
-    cfg = dataclasses.replace(SMALL, negative_share=1.0, original_share=0.0, framed_share=0.0)
+    # every kind of scene with a number switched on: no_number() must switch each off, the rest kept
+    mixed = dataclasses.replace(SMALL, negative_share=0.1, original_share=0.3, framed_share=0.3, crisp_share=0.3,
+                                neighbour_prob=0.5)
+    cfg = mixed.no_number()
+    assert (cfg.negative_share, cfg.original_share, cfg.framed_share, cfg.crisp_share) == (1.0, 0.0, 0.0, 0.0)
+    assert (cfg.long_side, cfg.max_distractors, cfg.neighbour_prob) == (mixed.long_side, mixed.max_distractors, 0.5)
     scenes = [make_scene(sources, 0, i, cfg) for i in range(5)]
     assert all(s.box is None and s.kind == "negative" for s in scenes)
     assert len({s.image.size for s in scenes}) > 1  # phone shapes and sizes vary
+    # the scenes of the helper are those of the shares set by hand (earlier measurements stay comparable)
+    by_hand = dataclasses.replace(SMALL, negative_share=1.0, original_share=0.0, framed_share=0.0)
+    for i in range(3):
+        assert np.array_equal(np.asarray(make_scene(sources, 0, i, SMALL.no_number()).image),
+                              np.asarray(make_scene(sources, 0, i, by_hand).image))
 
 
 def test_letterbox_maps_boxes_back_exactly():
