@@ -42,8 +42,7 @@ def main(argv=None) -> int:
     from housenum import metrics as M
     from housenum.finder import Finder, iou
     from housenum.inference import decode_readings, predict_logits
-    from housenum.photo import image_to_input, union_box
-    from housenum.photo_eval import test_photos
+    from housenum.photo_eval import test_photos, true_box_inputs
     from housenum.predict import READ_FRAMINGS, PhotoReader, Reader
 
     reader = Reader(args.model)
@@ -52,14 +51,7 @@ def main(argv=None) -> int:
     paths, truths, boxes = test_photos(Path(args.test_dir), args.start + args.n, max_digits)
     paths, truths, boxes = paths[args.start:], truths[args.start:], boxes[args.start:]
     ims = [Image.open(path).convert("L") for path in paths]
-    size, width, margin = reader.image_size, reader.image_width, reader.config.data.margin
-
-    def digits_box(b):  # a union box as one digit row, which union_box grows by the training margin
-        return np.array([[0, b[0], b[1], b[2] - b[0], b[3] - b[1]]], float)
-
-    crops = np.stack([image_to_input(im, union_box(digits_box(b), im.width, im.height, margin), size, width)
-                      for im, b in zip(ims, boxes)])
-    texts, _ = reader.read_arrays(crops)
+    texts, _ = reader.read_arrays(true_box_inputs(reader, ims, boxes))
     crop_ok = np.array([t == truth for t, truth in zip(texts, truths)])
 
     found = photo_reader.finder.find(ims)

@@ -42,6 +42,17 @@ def test_photos(test_dir: Path, limit: int, max_digits: int) -> tuple[list[Path]
     return paths, truths, np.array(boxes, float).reshape(-1, 4)
 
 
+def true_box_inputs(reader, images, boxes: np.ndarray) -> np.ndarray:
+    """Network inputs cut from `images` (PIL) around their true digit boxes (N, 4: left, top, right,
+    bottom) as training crops them: the union box grown by the reader's training margin."""
+    from housenum.photo import image_to_input, union_box
+
+    size, width, margin = reader.image_size, reader.image_width, reader.config.data.margin
+    rows = [np.array([[0, b[0], b[1], b[2] - b[0], b[3] - b[1]]], float) for b in boxes]  # one digit row each
+    return np.stack([image_to_input(im, union_box(r, im.width, im.height, margin), size, width)
+                     for im, r in zip(images, rows)])
+
+
 def whole_photo_metrics(photo_reader, test_dir: Path, limit: int = 1000, negatives: int | None = None,
                         seed: int = 0) -> dict:
     """The figures named in the module docstring, for `photo_reader` (a `housenum.predict.PhotoReader`).
