@@ -286,7 +286,7 @@ def write_svhn_archives(out_dir: str | os.PathLike, sizes: dict[str, int], seed:
             members = [folder / "digitStruct.mat"] + [folder / f"{i}.png" for i in range(1, int(n) + 1)]
             members.append(folder / "see_bboxes.m")
             paths.append(_write_tar_gz(out_dir / f"{split}.tar.gz", split, [(split, None)] +
-                                       [(f"{split}/{p.name}", p) for p in members]))
+                                       [(f"{split}/{p.name}", p) for p in members], compresslevel=0))
         finally:
             shutil.rmtree(work, ignore_errors=True)
     return paths
@@ -1212,12 +1212,15 @@ def _render_split(folder: Path, split: str, n: int, seed: int, config: Synthetic
     return boxes
 
 
-def _write_tar_gz(path: Path, what: str, members: list[tuple[str, Path | None]]) -> Path:
-    """A gzip'd tar of `members` ((archive name, file or None for a folder)), byte-reproducible."""
+def _write_tar_gz(path: Path, what: str, members: list[tuple[str, Path | None]], compresslevel: int = 6) -> Path:
+    """A gzip'd tar of `members` ((archive name, file or None for a folder)), byte-reproducible.
+    `compresslevel` 0 stores the members in gzip's uncompressed blocks: for PNGs, which deflate cannot shrink
+    (40 MB of the generator's PNGs: 0.999 of their size at level 6, written at 16 MB/s; stored: 345 MB/s, the
+    same size), so the 3.4 GB of `--synthetic 200000` archives are written in seconds, not minutes."""
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as raw:
             # filename="" keeps the temporary name out of the gzip header; mtime=0 keeps the clock out.
-            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as gz:
+            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=compresslevel) as gz:
                 with tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar:
                     for name, src in members:
                         info = tarfile.TarInfo(name)
