@@ -166,7 +166,8 @@ class SyntheticConfig:
     jpeg_prob: float = 0.5  # chance of a JPEG round trip (Street View imagery was JPEG-compressed)
     jpeg_quality: tuple[int, int] = (20, 90)  # JPEG quality at severity 1 .. 0
     # --- output
-    png_compress_level: int = 6  # zlib level of the written PNGs (deterministic at any level)
+    png_compress_level: int = 1  # zlib level of the written PNGs: the pixels are the same at any level; 1 writes
+    # them in half the CPU of 6 for 8 % more bytes (1.3 against 2.7 ms an image)
 
     def __post_init__(self) -> None:
         if not self.fonts:
@@ -718,9 +719,10 @@ def _texture(rng: np.random.Generator, size: tuple[int, int], scale: float) -> n
     w, h = size
     kind = rng.choice(["flat", "gradient", "clouds", "stripes", "bricks", "grain"],
                       p=[0.15, 0.25, 0.25, 0.15, 0.1, 0.1])
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     if kind == "flat":
         return np.zeros((h, w), np.float32)
+    if kind in ("gradient", "stripes", "bricks"):
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     if kind == "gradient":
         a = rng.uniform(0, 2 * np.pi)
         t = (xx * np.cos(a) + yy * np.sin(a))
@@ -744,10 +746,31 @@ def _texture(rng: np.random.Generator, size: tuple[int, int], scale: float) -> n
     return rng.standard_normal((h, w)).astype(np.float32) * 0.5 + 0.5 * _low_freq_noise(rng, size, 20)
 
 
-def _composite(img: np.ndarray, mask: np.ndarray, colour: np.ndarray) -> None:
-    m = mask[..., None]
-    img *= 1 - m
-    img += m * colour
+def _ink_rect(mask: np.ndarray) -> tuple[slice, slice] | None:
+    """The smallest (rows, columns) slices holding every non-zero pixel of a 2-D mask; None if it is empty."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if not len(rows):
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
+
+
+def _composite(img: np.ndarray, mask: np.ndarray, colour: np.ndarray,
+               rect: tuple[slice, slice] | None = None) -> None:
+    """img = img * (1 - mask) + mask * colour, in place; colour one RGB or one per pixel (img's shape).
+    Only the mask's bounding rectangle is touched: outside it the mask is 0, where the full formula leaves
+    img exactly as it was (x * 1.0 + 0.0 == x), so the pixels are the same bit for bit, at a fraction of the
+    work for a small mark on a large canvas. `rect`: the mask's `_ink_rect`, already known, with colour one
+    per pixel of that rectangle only."""
+    if rect is None:
+        rect = _ink_rect(mask)
+        if rect is None:
+            return
+        colour = colour[rect] if colour.ndim == 3 else colour
+    m = mask[rect][..., None]
+    sub = img[rect]
+    sub *= 1 - m
+    sub += m * colour
 
 
 def _stencil(mask: np.ndarray) -> np.ndarray:
@@ -976,10 +999,9 @@ class _Renderer:
             else:
                 border = None
             plate_layer = _warp(pl, hom, (cw, ch))
-            plate_col = near_bg + (amp * 0.3 * _low_freq_noise(rng, (cw, ch), 4))[..., None]
-            m = plate_layer[..., None]
-            canvas *= 1 - m
-            canvas += m * plate_col
+            rect = _ink_rect(plate_layer) or (slice(0, 0), slice(0, 0))  # the colour is needed there only
+            plate_col = near_bg + (amp * 0.3 * _low_freq_noise(rng, (cw, ch), 4)[rect])[..., None]
+            _composite(canvas, plate_layer, plate_col, rect)
             if border is not None:
                 _composite(canvas, _warp(border, hom, (cw, ch)), fg)
 
@@ -1000,13 +1022,12 @@ class _Renderer:
                 edge = np.roll(text, (sign * k, sign * dx * k), axis=(0, 1))
                 _composite(canvas, _warp(edge, hom, (cw, ch)), colour)
         fg_layer = _warp(text, hom, (cw, ch))
-        fg_col = fg + (amp * 0.2 * _low_freq_noise(rng, (cw, ch), 5))[..., None]
+        rect = _ink_rect(fg_layer) or (slice(0, 0), slice(0, 0))
+        fg_col = fg + (amp * 0.2 * _low_freq_noise(rng, (cw, ch), 5)[rect])[..., None]
         if rng.random() < cfg.metal_prob:  # polished metal: bright and dark bands across the digits
-            shade = _bands(rng, (cw, ch), hb)
+            shade = _bands(rng, (cw, ch), hb)[rect]
             fg_col = np.clip(fg_col * (1 + rng.uniform(0.25, 0.6) * shade[..., None]), 0, 1)
-        m = fg_layer[..., None]
-        canvas *= 1 - m
-        canvas += m * fg_col
+        _composite(canvas, fg_layer, fg_col, rect)
 
         if rng.random() < cfg.light_prob:
             canvas *= self._lighting((cw, ch), hb)[..., None]
@@ -1106,12 +1127,16 @@ class _Renderer:
                 if z0[0] - r < xc < z1[0] + r and z0[1] - r < yc < z1[1] + r:
                     xc = z0[0] - r - 1 if xc < (z0[0] + z1[0]) / 2 else z1[0] + r + 1
                 draw.ellipse([xc - r, yc - r * rng.uniform(0.4, 1.0), xc + r, yc + r * rng.uniform(0.4, 1.0)], fill=255)
-            m = np.asarray(mask, dtype=np.float32) / 255.0
+            bbox = mask.getbbox()  # the mark, often cut by the image's edge or outside it altogether
+            if bbox is None:
+                continue
+            mx0, my0, mx1, my1 = bbox
+            m = np.asarray(mask.crop(bbox), dtype=np.float32) / 255.0
             # Belt and braces: whatever the shape, the number's own area stays clear.
             ya, yb = max(0, int(z0[1])), min(ch, int(math.ceil(z1[1])))
             xa, xb = max(0, int(z0[0])), min(cw, int(math.ceil(z1[0])))
-            m[ya:yb, xa:xb] = 0
-            _composite(canvas, m, colour)
+            m[max(ya - my0, 0): max(yb - my0, 0), max(xa - mx0, 0): max(xb - mx0, 0)] = 0
+            _composite(canvas[my0:my1, mx0:mx1], m, colour)
 
     def _lighting(self, size: tuple[int, int], hb: float) -> np.ndarray:
         rng = self.rng

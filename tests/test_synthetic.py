@@ -104,6 +104,29 @@ def test_write_svhn_split_folder(tmp_path):
     assert (folder / "2.png").read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["extra"]
 
 
+def test_composite_touches_only_the_mark_and_matches_the_full_formula_bit_for_bit():
+    """The generator composites each layer inside the layer's bounding rectangle only; the images must be
+    exactly those of the whole-canvas formula img * (1 - m) + m * colour."""
+    rng = np.random.default_rng(3)
+    for colour_per_pixel in (False, True):
+        canvas = rng.random((40, 60, 3), dtype=np.float32) * 1.4 - 0.2  # out of range too, as before clipping
+        mask = np.zeros((40, 60), np.float32)
+        mask[7:19, 30:52] = np.round(rng.random((12, 22)) * 255) / 255  # a mark with zeros inside it as well
+        mask[7:19, 30:52][rng.random((12, 22)) < 0.2] = 0
+        mask[7, 30] = mask[18, 51] = 1.0
+        colour = (rng.random((40, 60, 3)) - 0.3) if colour_per_pixel else rng.random(3) - 0.3
+        expected = canvas * (1 - mask[..., None]) + mask[..., None] * colour
+        got = canvas.copy()
+        synthetic._composite(got, mask, colour)
+        assert got.dtype == np.float32 and np.array_equal(got.view(np.uint32), expected.astype(np.float32).view(np.uint32))
+        rect = synthetic._ink_rect(mask)
+        assert rect == (slice(7, 19), slice(30, 52))
+        assert np.array_equal(got[:7], canvas[:7]) and np.array_equal(got[:, :30], canvas[:, :30])
+    empty = canvas.copy()
+    synthetic._composite(empty, np.zeros((40, 60), np.float32), np.ones(3))
+    assert synthetic._ink_rect(np.zeros((4, 4))) is None and np.array_equal(empty, canvas)
+
+
 def test_render_number_boxes():
     rng = np.random.default_rng(0)
     img, boxes = synthetic.render_number([1, 0, 7], rng)
