@@ -36,6 +36,7 @@ import shutil
 import sys
 import tarfile
 import tempfile
+import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +47,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from housenum.atomic import atomic_path, write_text
 from housenum.config import LONGEST  # the most digits the generator draws in one number
-from housenum.digitstruct import write_digitstruct
+from housenum.digitstruct import FIELDS, write_digitstruct
 from housenum.errors import DataError, HousenumError
 from housenum.handwriting import hand_glyph, pick_hand
 
@@ -238,11 +239,13 @@ def image_rng(seed: int, split: str, index: int) -> np.random.Generator:
 
 def write_svhn_split(folder: str | os.PathLike, split: str, n: int, seed: int,
                      config: SyntheticConfig = SyntheticConfig(), workers: int = 2,
-                     progress: bool = True) -> Path:
+                     progress: bool = True, resume: bool = False) -> Path:
     """Write folder/<split>/{1..n}.png, digitStruct.mat and see_bboxes.m; return folder/<split>.
 
     Built in a hidden temporary folder beside it and renamed when complete; an existing folder/<split>
-    is replaced only then.
+    is replaced only then. `resume`: that folder (`.<split>.partial`) and a record of the blocks of images
+    finished (`.<split>.blocks`) have fixed names and outlive an interruption, so that the same call
+    started again draws only what is missing; `folder` must then be this call's own (its settings fixed).
     """
     folder = Path(folder)
     _check_count(f"{split} size", n, minimum=1)
@@ -251,26 +254,36 @@ def write_svhn_split(folder: str | os.PathLike, split: str, n: int, seed: int,
         raise DataError(f"split name: expected a plain folder name such as 'train', got {split!r}")
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / split
-    tmp = Path(tempfile.mkdtemp(dir=folder, prefix=f".{split}.tmp-"))
+    if resume:
+        tmp, done = folder / f".{split}.partial", folder / f".{split}.blocks"
+        tmp.mkdir(exist_ok=True)
+    else:
+        tmp, done = Path(tempfile.mkdtemp(dir=folder, prefix=f".{split}.tmp-")), None
     try:
-        boxes = _render_split(tmp, split, n, seed, config, workers, progress)
+        boxes = _render_split(tmp, split, n, seed, config, workers, progress, done)
         names = [f"{i}.png" for i in range(1, n + 1)]
         write_digitstruct(tmp / "digitStruct.mat", names, boxes, created=MATLAB_CREATED)
         (tmp / "see_bboxes.m").write_text(SEE_BBOXES_M, encoding="ascii")
         os.chmod(tmp, 0o755)  # mkdtemp makes it 0700; the official folders are world-readable
         _replace_dir(tmp, final)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if not resume:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if done is not None:
+        shutil.rmtree(done, ignore_errors=True)
     return final
 
 
 def write_svhn_archives(out_dir: str | os.PathLike, sizes: dict[str, int], seed: int = 0,
                         config: SyntheticConfig = SyntheticConfig(), workers: int = 2,
-                        progress: bool = True) -> list[Path]:
+                        progress: bool = True, resume: bool = False) -> list[Path]:
     """Write out_dir/<split>.tar.gz for each split in `sizes`, in the official layout; return the paths.
 
     Each archive unpacks to one folder <split>/ with the PNGs, digitStruct.mat and see_bboxes.m.
+    `resume`: out_dir is this call's own (its settings fixed, as download's `.partial-synthetic-<key>`): an
+    archive already in it is kept, and a split interrupted part-way goes on where it stopped
+    (`write_svhn_split`'s resume).
     """
     out_dir = Path(out_dir)
     if not isinstance(sizes, dict) or not sizes:
@@ -281,15 +294,26 @@ def write_svhn_archives(out_dir: str | os.PathLike, sizes: dict[str, int], seed:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for split, n in sizes.items():
-        work = Path(tempfile.mkdtemp(dir=out_dir, prefix=f".{split}.work-"))
+        target = out_dir / f"{split}.tar.gz"
+        if resume and target.is_file():  # written whole or not at all (_write_tar_gz)
+            paths.append(target)
+            continue
+        work = out_dir / f".{split}.work" if resume else Path(tempfile.mkdtemp(dir=out_dir, prefix=f".{split}.work-"))
+        finished = False
         try:
-            folder = write_svhn_split(work, split, int(n), seed, config, workers, progress)
+            work.mkdir(exist_ok=True)
+            if resume and (work / split).is_dir():  # renamed into place only when complete
+                folder = work / split
+            else:
+                folder = write_svhn_split(work, split, int(n), seed, config, workers, progress, resume)
             members = [folder / "digitStruct.mat"] + [folder / f"{i}.png" for i in range(1, int(n) + 1)]
             members.append(folder / "see_bboxes.m")
-            paths.append(_write_tar_gz(out_dir / f"{split}.tar.gz", split, [(split, None)] +
+            paths.append(_write_tar_gz(target, split, [(split, None)] +
                                        [(f"{split}/{p.name}", p) for p in members], compresslevel=0))
+            finished = True
         finally:
-            shutil.rmtree(work, ignore_errors=True)
+            if finished or not resume:
+                shutil.rmtree(work, ignore_errors=True)
     return paths
 
 
@@ -1211,30 +1235,85 @@ def _render_one(job: tuple[Path, str, int, int, SyntheticConfig]) -> np.ndarray:
     return boxes
 
 
+def _block_size(n: int) -> int:
+    """Images per unit of work, and of resuming: a function of n alone, so that a run started again finds the
+    blocks an interrupted one finished, whatever its number of workers."""
+    return int(np.clip(n // 16, 1, 250))
+
+
+def _render_block(job: tuple[Path, str, int, int, int, SyntheticConfig]) -> list[np.ndarray]:
+    folder, split, seed, start, stop, config = job
+    return [_render_one((folder, split, seed, i, config)) for i in range(start, stop)]
+
+
+def _save_block(done: Path, start: int, boxes: list[np.ndarray]) -> None:
+    with atomic_path(done / f"{start}.npz", suffix=".npz") as tmp:
+        np.savez(tmp, lengths=np.array([len(b) for b in boxes], np.int64), boxes=np.concatenate(boxes))
+
+
+def _load_block(done: Path, folder: Path, start: int, stop: int) -> list[np.ndarray] | None:
+    """The boxes of images start..stop-1 if a run before finished that block (its record and every PNG are
+    there); None otherwise, and the block is drawn again."""
+    path = done / f"{start}.npz"
+    if not path.is_file() or not all((folder / f"{i}.png").is_file() for i in range(start, stop)):
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            lengths, boxes = f["lengths"], f["boxes"]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return None  # a record cut short: draw the block again
+    if (len(lengths) != stop - start or boxes.ndim != 2 or boxes.shape[1] != len(FIELDS)
+            or int(lengths.sum()) != len(boxes) or lengths.min() < 1):
+        return None
+    return np.split(boxes, np.cumsum(lengths)[:-1])
+
+
 def _render_split(folder: Path, split: str, n: int, seed: int, config: SyntheticConfig, workers: int,
-                  progress: bool) -> list[np.ndarray]:
+                  progress: bool, done: Path | None = None) -> list[np.ndarray]:
+    """Draw images 1..n of `split` into `folder`; return their boxes in order. `done`: a folder where each
+    finished block of images records its boxes, so that a run stopped part-way (a killed or rebooted
+    machine) and started again draws only the blocks still missing. An image is a pure function of (seed,
+    split, index, config), so the images are the same either way."""
     from tqdm import tqdm
 
     _check_count("workers", workers, minimum=1)
-    jobs = ((folder, split, seed, i, config) for i in range(1, n + 1))
-    bar = tqdm(total=n, desc=f"synthetic {split}", unit="img", disable=not progress, file=sys.stderr)
-    boxes = []
+    block = _block_size(n)
+    starts = range(1, n + 1, block)
+    found: dict[int, list[np.ndarray]] = {}
+    if done is not None:
+        done.mkdir(parents=True, exist_ok=True)
+        for start in starts:
+            boxes = _load_block(done, folder, start, min(start + block, n + 1))
+            if boxes is not None:
+                found[start] = boxes
+    todo = [(folder, split, seed, s, min(s + block, n + 1), config) for s in starts if s not in found]
+    drawn = sum(len(b) for b in found.values())
+    if drawn and progress:
+        print(f"synthetic {split}: resuming: {drawn:,} of {n:,} images were drawn by a run before", file=sys.stderr)
+    bar = tqdm(total=n, initial=drawn, desc=f"synthetic {split}", unit="img", disable=not progress, file=sys.stderr)
     try:
-        if workers == 1 or n < 8:
-            for job in jobs:
-                boxes.append(_render_one(job))
-                bar.update()
+        if workers == 1 or n < 8 or len(todo) < 2:
+            results = map(_render_block, todo)
+            pool = None
         else:
             # fork starts fast and needs no `if __name__ == "__main__"` guard in the caller's script; but a
             # process already running TensorFlow holds threads that a forked child would inherit broken.
             ctx = multiprocessing.get_context("spawn" if "tensorflow" in sys.modules else "fork")
-            with ctx.Pool(min(workers, n)) as pool:
-                for b in pool.imap(_render_one, jobs, chunksize=max(1, min(64, n // (workers * 8)))):
-                    boxes.append(b)
-                    bar.update()
+            pool = ctx.Pool(min(workers, len(todo)))
+            results = pool.imap(_render_block, todo)
+        try:
+            for job, boxes in zip(todo, results):
+                found[job[3]] = boxes
+                if done is not None:
+                    _save_block(done, job[3], boxes)
+                bar.update(len(boxes))
+        finally:
+            if pool is not None:
+                pool.terminate()
+                pool.join()
     finally:
         bar.close()
-    return boxes
+    return [b for s in starts for b in found[s]]
 
 
 def _write_tar_gz(path: Path, what: str, members: list[tuple[str, Path | None]], compresslevel: int = 6) -> Path:

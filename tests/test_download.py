@@ -485,9 +485,15 @@ class _FakeSynthetic:
     def split_sizes(self, n: int) -> dict[str, int]:
         return {"train": n - 2 * (n // 4), "test": n // 4, "extra": n // 4}
 
-    def write_svhn_archives(self, out_dir, sizes, seed=0, progress=True):
-        self.calls.append(("svhn", dict(sizes), seed))
-        for split, count in sizes.items():
+    fail_after: int | None = None  # raise KeyboardInterrupt after writing this many archives (an interruption)
+
+    def write_svhn_archives(self, out_dir, sizes, seed=0, progress=True, resume=False):
+        self.calls.append(("svhn", dict(sizes), seed, resume))
+        for k, (split, count) in enumerate(sizes.items()):
+            if self.fail_after is not None and k == self.fail_after:
+                raise KeyboardInterrupt
+            if resume and Path(out_dir, f"{split}.tar.gz").is_file():
+                continue
             Path(out_dir, f"{split}.tar.gz").write_bytes(make_tar_gz(svhn_split(split, seed, n_png=count)))
 
     def write_notmnist_archive(self, out_dir, per_class, seed=0):
@@ -509,7 +515,7 @@ def fake_synthetic(monkeypatch):
 def test_synthetic_generates_unpacks_and_skips_when_unchanged(fake_synthetic, tmp_path):
     summary = download.fetch(["svhn", "notmnist"], tmp_path, synthetic=8, seed=3, synthetic_letters=3,
                              progress=False)
-    assert fake_synthetic.calls == [("svhn", {"train": 4, "test": 2, "extra": 2}, 3), ("notmnist", 3, 3)]
+    assert fake_synthetic.calls == [("svhn", {"train": 4, "test": 2, "extra": 2}, 3, True), ("notmnist", 3, 3)]
     assert summary["fetched"] == ["train.tar.gz", "test.tar.gz", "extra.tar.gz", "notMNIST_small.tar.gz"]
     assert summary["missing"] == ["notMNIST_large.tar.gz"]
     assert sorted(p.name for p in (tmp_path / "svhn" / "train").glob("*.png")) == ["1.png", "2.png", "3.png", "4.png"]
@@ -530,6 +536,25 @@ def test_synthetic_generates_unpacks_and_skips_when_unchanged(fake_synthetic, tm
     assert fourth["extracted"] == ["train.tar.gz", "test.tar.gz", "extra.tar.gz"]
     with pytest.raises(DataError, match=r"not the official archive .*--synthetic"):
         download.fetch(["svhn-test"], tmp_path, progress=False, settings=FAST)
+
+
+def test_interrupted_synthetic_generation_resumes_and_old_work_folders_are_removed(fake_synthetic, tmp_path):
+    downloads = tmp_path / "downloads"
+    stale = [downloads / ".tmp-synthetic-abc123", downloads / ".partial-synthetic-0123456789ab"]
+    for folder in stale:  # an older kind's and other settings' left-overs
+        folder.mkdir(parents=True)
+        (folder / "train.tar.gz").write_bytes(b"old")
+    fake_synthetic.fail_after = 1  # train written, then the run is stopped
+    with pytest.raises(KeyboardInterrupt):
+        download.fetch(["svhn"], tmp_path, synthetic=8, seed=3, progress=False)
+    assert not any(p.exists() for p in stale)
+    (work,) = downloads.glob(".partial-synthetic-*")
+    assert [p.name for p in work.iterdir()] == ["train.tar.gz"] and not (downloads / "train.tar.gz").exists()
+    fake_synthetic.fail_after = None
+    summary = download.fetch(["svhn"], tmp_path, synthetic=8, seed=3, progress=False)  # the same settings again
+    assert summary["fetched"] == ["train.tar.gz", "test.tar.gz", "extra.tar.gz"]
+    assert fake_synthetic.calls[-1][3] is True and not work.exists() and leftovers(tmp_path) == []
+    assert sorted(p.name for p in (tmp_path / "svhn" / "train").glob("*.png")) == ["1.png", "2.png", "3.png", "4.png"]
 
 
 def test_synthetic_never_overwrites_a_download(fake_synthetic, tmp_path):

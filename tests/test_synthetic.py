@@ -127,6 +127,34 @@ def test_composite_touches_only_the_mark_and_matches_the_full_formula_bit_for_bi
     assert synthetic._ink_rect(np.zeros((4, 4))) is None and np.array_equal(empty, canvas)
 
 
+def test_an_interrupted_split_resumes_where_it_stopped_with_the_same_bytes(tmp_path, monkeypatch):
+    reference = synthetic.write_svhn_split(tmp_path / "ref", "test", 40, seed=2, workers=1, progress=False)
+    render_one = synthetic._render_one
+    drawn = []
+
+    def stopping_at_23(job):
+        if job[3] == 23:
+            raise KeyboardInterrupt  # a user's Ctrl-C, or the machine going down, part-way through
+        drawn.append(job[3])
+        return render_one(job)
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(synthetic, "_render_one", stopping_at_23)
+    with pytest.raises(KeyboardInterrupt):
+        synthetic.write_svhn_split(out, "test", 40, seed=2, workers=1, progress=False, resume=True)
+    block = synthetic._block_size(40)
+    assert block == 2 and sorted(p.name for p in (out / ".test.blocks").iterdir()) == sorted(
+        f"{s}.npz" for s in range(1, 22, block))  # blocks 1-2 ... 21-22 finished, 23-24 not
+    ((out / ".test.blocks") / "5.npz").write_bytes(b"PK cut short")  # a record the machine cut: drawn again
+    drawn.clear()
+    monkeypatch.setattr(synthetic, "_render_one", lambda job: drawn.append(job[3]) or render_one(job))
+    folder = synthetic.write_svhn_split(out, "test", 40, seed=2, workers=1, progress=False, resume=True)
+    assert drawn == [5, 6, *range(23, 41)]
+    assert [p.name for p in out.iterdir()] == ["test"]  # nothing partial left behind
+    for name in ["digitStruct.mat", *(f"{i}.png" for i in range(1, 41))]:
+        assert (folder / name).read_bytes() == (reference / name).read_bytes(), name
+
+
 def test_render_number_boxes():
     rng = np.random.default_rng(0)
     img, boxes = synthetic.render_number([1, 0, 7], rng)
