@@ -13,6 +13,7 @@ import pytest
 from housenum.digitstruct import (
     FIELDS,
     DigitStruct,
+    DigitStructWriter,
     _read,
     _reference_record,
     read_digitstruct,
@@ -173,6 +174,26 @@ def test_round_trip_both_methods(written: Path) -> None:
             assert got_name == name
             np.testing.assert_array_equal(got_boxes, want[i])
     assert read_fast_counting(written)[1] == 0
+
+
+def test_writer_adding_one_record_at_a_time_writes_the_same_bytes_and_nothing_when_it_fails(
+        written: Path, tmp_path: Path) -> None:
+    path = tmp_path / "streamed.mat"
+    with DigitStructWriter(path, created=CREATED) as writer:
+        assert not path.exists()  # written under a temporary name until the block ends
+        for name, boxes in zip(NAMES, BOXES):
+            writer.add(name, boxes)
+    assert path.read_bytes() == written.read_bytes()
+    broken = tmp_path / "broken.mat"
+    with pytest.raises(DataError, match=r"record 1 \(2.png\): boxes must have shape"):
+        with DigitStructWriter(broken, created=CREATED) as writer:
+            writer.add("1.png", BOXES[0])
+            writer.add("2.png", np.zeros((3, 4)))
+    with pytest.raises(KeyboardInterrupt):
+        with DigitStructWriter(broken, created=CREATED) as writer:
+            writer.add("1.png", BOXES[0])
+            raise KeyboardInterrupt
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["digitStruct.mat", "streamed.mat"]
 
 
 def test_round_trip_unusual_names_and_no_records(tmp_path: Path) -> None:
