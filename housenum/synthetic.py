@@ -1275,6 +1275,20 @@ def _load_block(done: Path, folder: Path, start: int, stop: int) -> list[np.ndar
     return np.split(boxes, np.cumsum(lengths)[:-1])
 
 
+def _die_with_parent() -> None:
+    """Pool initializer: on Linux a worker is sent SIGTERM when the process that forked it ends (the
+    forkserver, which ends with the caller), so that a killed run leaves no orphan workers drawing the
+    blocks already queued for them into the work folder."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            import signal
+
+            ctypes.CDLL(None).prctl(1, int(signal.SIGTERM))  # 1: PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+
 def _worker_context():
     """Where the drawing workers come from: forked from a small server process that has imported this module
     and nothing else (multiprocessing's forkserver), not from the caller. A worker forked from the caller
@@ -1320,7 +1334,7 @@ def _render_split(folder: Path, split: str, n: int, seed: int, config: Synthetic
             results = map(_render_block, todo)
             pool = None
         else:
-            pool = _worker_context().Pool(min(workers, len(todo)))
+            pool = _worker_context().Pool(min(workers, len(todo)), initializer=_die_with_parent)
             results = pool.imap(_render_block, todo)
         try:
             results = iter(results)  # in the order of todo, which is that of starts
